@@ -1,0 +1,57 @@
+# smcr: the two commands of the README are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+CUDA_ARCHS ?= 80 90
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: venv install test pytest ctest nvcc-check lint bench demo clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+# Install torch first (a CPU build of $(TORCH_SPEC) where it lies on disk), then the rest,
+# then build our extension against that torch (--no-build-isolation).
+install: $(PY)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q numpy scipy scikit-learn pillow pyyaml tqdm matplotlib pytest ruff faiss-cpu
+	$(PIP) install -q --no-build-isolation -e .
+
+pytest: install
+	$(PY) -m pytest tests -q -m "not cuda and not slow"
+
+# The framework-free kernel library and its C++ tests, built by CMake without Python.
+ctest:
+	cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Release -DSMCR_CUDA=OFF >/dev/null
+	cmake --build build/cmake -j $(NPROC)
+	ctest --test-dir build/cmake --output-on-failure
+
+# Every .cu of csrc/kernels compiles with plain nvcc for sm_80 and sm_90 (no GPU needed).
+nvcc-check:
+	@if [ -z "$(NVCC)" ]; then echo "nvcc-check: nvcc not found, skipping"; exit 0; fi; \
+	mkdir -p build/nvcc-check; \
+	for f in csrc/kernels/*.cu; do \
+	  echo "nvcc $$f"; \
+	  $(NVCC) -std=c++17 -O3 --expt-relaxed-constexpr $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+	    -c $$f -o build/nvcc-check/$$(basename $$f .cu).o || exit 1; \
+	done
+
+lint: install
+	$(VENV)/bin/ruff check python smcr_ext tests benchmarks
+
+test: pytest ctest nvcc-check
+
+bench: install
+	$(PY) benchmarks/bench_cluster.py
+
+demo: install
+	$(PY) -m smcr demo
+
+clean:
+	rm -rf build dist *.egg-info smcr_ext/_C*.so

@@ -1,0 +1,52 @@
+// Exact k-nearest-neighbour selection for L2-normalised features.
+//
+// The caller computes similarity blocks S = Q · Cᵀ (any GEMM: BLAS, cuBLAS, or the
+// plain tiled product knn_cpu uses) and streams them through knn_merge_block_*, which
+// keeps, for every query row, its k most similar candidates. Memory is O(rows·k) for
+// the running lists plus one similarity block: never N×N.
+//
+// Order of every list: similarity descending, ties broken by the smaller candidate
+// index, so the result does not depend on the block sizes or the thread count.
+//
+// Args (merge):
+//   sims      (rows, cols) float32, row-major with leading dimension ld >= cols;
+//             sims[r*ld + c] is the similarity of query r to candidate col0 + c.
+//   best_sim  (rows, k) float32, running lists, initialised by knn_init_*.
+//   best_idx  (rows, k) int64,  running lists (-1 = empty slot).
+// Returns Status (empty message = ok).
+//
+// knn_finalize_* turns similarities into squared Euclidean distances of unit vectors,
+// d = max(0, 2 - 2 s), in place (same order: ascending distance).
+#pragma once
+
+#include "common.h"
+
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+#else
+typedef struct CUstream_st* cudaStream_t;
+#endif
+
+namespace smcr {
+
+// Largest k the CUDA selection kernel supports (the CPU one has no limit).
+constexpr int kKnnMaxKCuda = 128;
+
+Status knn_init_cpu(index_t rows, int k, float* best_sim, index_t* best_idx);
+Status knn_merge_block_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
+                           index_t col0, int k, float* best_sim, index_t* best_idx);
+Status knn_finalize_cpu(index_t rows, int k, float* best_sim);
+
+// Self-contained exact kNN of x (n, d) against itself with a built-in tiled product
+// (for C++ users without a BLAS). out_idx (n, k) int64, out_dist (n, k) float32.
+Status knn_cpu(const float* x, index_t n, index_t d, int k, index_t block,
+               index_t* out_idx, float* out_dist);
+
+Status knn_init_cuda(index_t rows, int k, float* best_sim, index_t* best_idx,
+                     cudaStream_t stream);
+Status knn_merge_block_cuda(const float* sims, index_t rows, index_t cols, index_t ld,
+                            index_t col0, int k, float* best_sim, index_t* best_idx,
+                            cudaStream_t stream);
+Status knn_finalize_cuda(index_t rows, int k, float* best_sim, cudaStream_t stream);
+
+}  // namespace smcr

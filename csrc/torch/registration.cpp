@@ -1,0 +1,51 @@
+// Every op schema of the library, in one TORCH_LIBRARY block, and the pybind11 module
+// smcr_ext._C, which exposes build information. Importing smcr_ext._C loads this shared
+// library and with it the registrations of csrc/torch/*.cpp.
+#include <torch/library.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "../kernels/common.h"
+
+TORCH_LIBRARY(smcr, m) {
+  // ---- clustering (csrc/kernels/{knn,jaccard,dbscan,reliability}) ----
+  m.def("knn(Tensor features, int k, int block_size) -> (Tensor indices, Tensor distances)");
+  m.def(
+      "kreciprocal_jaccard(Tensor features, Tensor knn_indices, Tensor knn_distances, int k1, "
+      "int k2, float max_dist) -> (Tensor indptr, Tensor indices, Tensor distances)");
+  m.def(
+      "dbscan(Tensor indptr, Tensor indices, Tensor distances, float[] eps, int min_samples) "
+      "-> Tensor");
+  m.def("cluster_iou(Tensor labels, Tensor other) -> Tensor");
+  // ---- training losses (csrc/kernels/{hybrid_memory,soft_triplet}) ----
+  // (schemas of the fused training kernels go here)
+}
+
+namespace {
+
+bool built_with_cuda() {
+#ifdef SMCR_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::string cuda_version() {
+#ifdef SMCR_CUDA_VERSION
+  return SMCR_CUDA_VERSION;
+#else
+  return "";
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, mod) {
+  mod.doc() = "smcr compiled kernels: build information (ops live in torch.ops.smcr)";
+  mod.def("with_cuda", &built_with_cuda, "Whether the CUDA kernels were compiled.");
+  mod.def("cuda_version", &cuda_version, "CUDA version the kernels were compiled with.");
+  mod.def("with_openmp", &smcr::cpu_has_openmp, "Whether the CPU kernels use OpenMP.");
+  mod.def("openmp_threads", &smcr::cpu_num_threads, "OpenMP threads the CPU kernels use.");
+}

@@ -1,0 +1,464 @@
+"""The pseudo-label engine's kernels: exact kNN, sparse k-reciprocal Jaccard distance,
+multi-eps DBSCAN over a sparse graph, and O(N) cluster reliability.
+
+Every function accepts CPU tensors, CUDA tensors and DLPack arrays (NumPy, CuPy) and
+returns torch tensors on the input's device. Nothing here ever builds an N×N matrix:
+memory is O(N·k + block²) for the kNN and O(nnz) after it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from . import _C  # noqa: F401  (loads the compiled ops into torch.ops.smcr)
+from ._validate import as_tensor, check_features, check_int, check_positive_float
+
+__all__ = [
+    "KnnResult",
+    "JaccardGraph",
+    "ClusterReliability",
+    "knn",
+    "kreciprocal_jaccard",
+    "dbscan",
+    "cluster_reliability",
+]
+
+_ops = torch.ops.smcr
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class KnnResult:
+    """k nearest neighbours of every row of `features` (the row itself included).
+
+    indices:   (N, k) int64, sorted by distance ascending, ties by smaller index
+    distances: (N, k) float32 squared Euclidean distances 2 - 2<f_i, f_j> of unit rows
+    features:  (N, D) float32 unit rows the lists were computed from (kept so that the
+               Jaccard step can reach expansion members outside the lists)
+    """
+
+    indices: torch.Tensor
+    distances: torch.Tensor
+    features: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return iter((self.indices, self.distances))
+
+
+@dataclass(frozen=True)
+class JaccardGraph:
+    """A sparse symmetric neighbour graph in CSR form.
+
+    indptr:    (N + 1,) int64
+    indices:   (nnz,) int64, row i's neighbours, sorted by (distance, index) ascending,
+               the point itself first at distance 0
+    distances: (nnz,) float32
+    Pairs that are not stored are at distance 1 (the Jaccard distance of two points
+    whose k-reciprocal encodings share nothing).
+    """
+
+    indptr: torch.Tensor
+    indices: torch.Tensor
+    distances: torch.Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.indptr.numel() - 1
+
+    @property
+    def nnz(self) -> int:
+        return self.indices.numel()
+
+    @property
+    def device(self) -> torch.device:
+        return self.indptr.device
+
+    def to(self, device: str | torch.device) -> JaccardGraph:
+        return JaccardGraph(self.indptr.to(device), self.indices.to(device), self.distances.to(device))
+
+    def row(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.indices[a:b], self.distances[a:b]
+
+    def to_dense(self, fill: float = 1.0) -> torch.Tensor:
+        """(N, N) float32 matrix, absent pairs at `fill`. For tests and small N only."""
+        n = self.num_nodes
+        out = torch.full((n, n), fill, dtype=torch.float32, device=self.device)
+        rows = torch.repeat_interleave(
+            torch.arange(n, device=self.device), self.indptr[1:] - self.indptr[:-1]
+        )
+        out[rows, self.indices] = self.distances
+        return out
+
+    def to_scipy(self):
+        """scipy.sparse.csr_matrix with explicit entries (zeros included)."""
+        import scipy.sparse as sp
+
+        n = self.num_nodes
+        return sp.csr_matrix(
+            (
+                self.distances.cpu().numpy(),
+                self.indices.cpu().numpy(),
+                self.indptr.cpu().numpy(),
+            ),
+            shape=(n, n),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterReliability:
+    """Per-point IoU of its cluster at the normal eps with its cluster at the tight
+    (shrunk) and the loose (enlarged) eps; noise counts as a singleton cluster.
+
+    iou_tight, iou_loose: (N,) float32 in (0, 1]. SpCL's scores are
+    R_comp = 1 - iou_tight and R_indep = 1 - iou_loose.
+    """
+
+    iou_tight: torch.Tensor
+    iou_loose: torch.Tensor
+
+    @property
+    def r_comp(self) -> torch.Tensor:
+        return 1.0 - self.iou_tight
+
+    @property
+    def r_indep(self) -> torch.Tensor:
+        return 1.0 - self.iou_loose
+
+
+# --------------------------------------------------------------------------- kNN
+
+_KNN_BACKENDS = ("exact", "faiss", "ivf")
+
+
+def knn(
+    features: Any,
+    k: int,
+    *,
+    backend: str = "exact",
+    block_size: int = 4096,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    seed: int = 0,
+) -> KnnResult:
+    """k nearest neighbours of every row of `features` among all rows (itself included).
+
+    Args:
+        features: (N, D) floating tensor or DLPack array, finite; rows are L2-normalised
+            here if they are not unit vectors already (the kernels assume unit rows).
+        k: neighbours per row, 1 <= k < N.
+        backend: "exact" (blocked matrix products and our selection kernel; CPU or CUDA;
+            memory O(N·k + block_size²)), "faiss" (exact, faiss-cpu's IndexFlatIP; CPU
+            only; needs the `faiss` extra), or "ivf" (approximate: an inverted file over
+            k-means cells searched with batched matrix products, for N beyond ~50k on CPU;
+            see `nlist`, `nprobe`).
+        block_size: rows and columns per similarity block of the exact backend.
+        nlist, nprobe: cells and cells searched per query of the "ivf" backend (defaults:
+            nlist = round(4·sqrt(N)), nprobe = max(8, nlist // 16)).
+        seed: seed of the "ivf" backend's k-means.
+
+    Returns:
+        KnnResult(indices (N, k) int64, distances (N, k) float32 = 2 - 2·cos), each row
+        sorted by distance, ties by smaller index, on the device of `features`.
+    """
+    if not isinstance(backend, str) or backend not in _KNN_BACKENDS:
+        raise ValueError(f"backend must be one of {_KNN_BACKENDS}, got {backend!r}")
+    x = check_features(features)
+    n = x.shape[0]
+    k = check_int(k, "k", low=1, high=n - 1)
+    block_size = check_int(block_size, "block_size", low=1)
+    if backend == "exact":
+        idx, dist = _ops.knn(x, k, block_size)
+    elif backend == "faiss":
+        idx, dist = _knn_faiss(x, k)
+    else:
+        from ._ivf import knn_ivf
+
+        idx, dist = knn_ivf(x, k, nlist=nlist, nprobe=nprobe, seed=seed, block_size=block_size)
+    return KnnResult(idx, dist, x)
+
+
+def _knn_faiss(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        import faiss
+    except ImportError as e:
+        raise RuntimeError(
+            "backend='faiss' needs faiss-cpu: pip install 'smcr[faiss]' (or faiss-cpu)"
+        ) from e
+    if x.device.type != "cpu":
+        raise ValueError(
+            f"backend='faiss' runs on CPU tensors only (faiss-cpu), got features on {x.device}; "
+            "use backend='exact' on the GPU"
+        )
+    xn = x.numpy()
+    index = faiss.IndexFlatIP(xn.shape[1])
+    index.add(xn)
+    sims, idx = index.search(xn, k)
+    sims_t = torch.from_numpy(sims)
+    idx_t = torch.from_numpy(idx).to(torch.int64)
+    # faiss breaks ties arbitrarily: order each row by (similarity desc, index asc).
+    order = torch.argsort(idx_t, dim=1, stable=True)
+    sims_t, idx_t = sims_t.gather(1, order), idx_t.gather(1, order)
+    order = torch.argsort(-sims_t, dim=1, stable=True)
+    sims_t, idx_t = sims_t.gather(1, order), idx_t.gather(1, order)
+    return idx_t, (2.0 - 2.0 * sims_t).clamp_min_(0.0)
+
+
+# --------------------------------------------------------------------------- Jaccard
+
+
+def kreciprocal_jaccard(
+    features: Any,
+    k1: int = 30,
+    k2: int = 6,
+    max_dist: float = 1.0,
+    *,
+    knn_result: KnnResult | tuple[Any, Any] | None = None,
+    num_neighbors: int | None = None,
+    knn_backend: str = "exact",
+) -> JaccardGraph:
+    """Sparse k-reciprocal Jaccard distance graph (Zhong et al., CVPR 2017, as SpCL).
+
+    Args:
+        features: (N, D) features (L2-normalised here if needed), or the KnnResult of
+            `knn(features, k1)`, which carries its features.
+        k1: size of the k-reciprocal neighbourhood (SpCL: 30; test-time re-ranking: 20).
+        k2: size of the local query expansion, 1 <= k2 <= k1 (SpCL: 6).
+        max_dist: keep pairs with Jaccard distance <= max_dist. The default 1.0 keeps every
+            pair whose encodings overlap, so the graph is lossless (absent pairs are at 1);
+            clustering passes its largest eps to keep the graph small.
+        knn_result: precomputed neighbour lists for `features`, as a KnnResult or an
+            (indices, distances) pair of (N, K) tensors, K >= num_neighbors (the first
+            num_neighbors columns are used); distances must be 2 - 2·cos.
+        num_neighbors: width of the kNN lists (the point itself included). Default k1,
+            which reproduces SpCL's faiss search (k1 columns, self among them); k1 + 1
+            reproduces the original re-ranking code (self plus k1 others).
+        knn_backend: backend of the kNN step when `knn_result` is not given.
+
+    Returns:
+        JaccardGraph on the features' device; rows sorted by (distance, index), the point
+        itself first at distance 0. Exact to float32 rounding against the dense definition.
+    """
+    if isinstance(features, KnnResult):
+        if knn_result is not None:
+            raise ValueError("give the KnnResult either as features or as knn_result, not both")
+        if features.features is None:
+            raise ValueError("features is a KnnResult without its features; pass the features too")
+        knn_result, features = features, features.features
+    x = check_features(features)
+    n = x.shape[0]
+    k1 = check_int(k1, "k1", low=1, high=n - 1)
+    k2 = check_int(k2, "k2", low=1, high=k1)
+    width = k1 if num_neighbors is None else check_int(num_neighbors, "num_neighbors", low=k2, high=n)
+    if width < k2:
+        raise ValueError(f"num_neighbors must be >= k2={k2}, got {width}")
+    if isinstance(max_dist, bool) or not isinstance(max_dist, numbers.Real) or not (
+        0.0 <= float(max_dist) <= 1.0
+    ):
+        raise ValueError(f"max_dist must be a number in [0, 1], got {max_dist!r}")
+    if knn_result is None:
+        if width >= n:
+            raise ValueError(f"num_neighbors must be < N={n} to compute the kNN, got {width}")
+        idx, dist = knn(x, width, backend=knn_backend)
+    else:
+        idx, dist = (knn_result.indices, knn_result.distances) if isinstance(
+            knn_result, KnnResult
+        ) else knn_result
+        idx = as_tensor(idx, "knn_result indices")
+        dist = as_tensor(dist, "knn_result distances")
+        if idx.dim() != 2 or idx.shape[0] != n or idx.shape[1] < width:
+            raise ValueError(
+                f"knn_result indices must be (N={n}, K>={width}), got shape {tuple(idx.shape)}"
+            )
+        if dist.shape != idx.shape:
+            raise ValueError(
+                f"knn_result distances must have the shape of its indices {tuple(idx.shape)}, "
+                f"got {tuple(dist.shape)}"
+            )
+        if idx.device != x.device or dist.device != x.device:
+            raise ValueError(
+                f"knn_result must be on the features' device {x.device}, got {idx.device}"
+            )
+        idx = idx[:, :width].to(torch.int64).contiguous()
+        dist = dist[:, :width].to(torch.float32).contiguous()
+        if bool(((idx < 0) | (idx >= n)).any()):
+            raise ValueError(f"knn_result indices must lie in [0, {n})")
+    indptr, indices, distances = _ops.kreciprocal_jaccard(
+        x, idx.contiguous(), dist.contiguous(), k1, k2, float(max_dist)
+    )
+    return JaccardGraph(indptr, indices, distances)
+
+
+# --------------------------------------------------------------------------- DBSCAN
+
+
+def _as_graph(graph: Any) -> JaccardGraph:
+    if isinstance(graph, JaccardGraph):
+        return graph
+    if isinstance(graph, tuple) and len(graph) == 3:
+        indptr, indices, distances = (as_tensor(t, "graph") for t in graph)
+        return JaccardGraph(
+            indptr.to(torch.int64).contiguous(),
+            indices.to(torch.int64).contiguous(),
+            distances.to(torch.float32).contiguous(),
+        )
+    try:
+        import scipy.sparse as sp
+
+        if sp.issparse(graph):
+            csr = sp.csr_matrix(graph)
+            if csr.shape[0] != csr.shape[1]:
+                raise ValueError(f"graph must be square, got shape {csr.shape}")
+            csr.sort_indices()
+            indptr = torch.from_numpy(csr.indptr.astype("int64"))
+            indices = torch.from_numpy(csr.indices.astype("int64"))
+            distances = torch.from_numpy(csr.data.astype("float32"))
+            # Rows must be sorted by distance: sort within rows by (row, distance).
+            rows = torch.repeat_interleave(torch.arange(csr.shape[0]), indptr[1:] - indptr[:-1])
+            order = torch.argsort(distances, stable=True)
+            order = order[torch.argsort(rows[order], stable=True)]
+            return JaccardGraph(indptr, indices[order].contiguous(), distances[order].contiguous())
+    except ImportError:  # pragma: no cover
+        pass
+    raise TypeError(
+        "graph must be a JaccardGraph, an (indptr, indices, distances) tuple or a "
+        f"scipy.sparse matrix, got {type(graph).__name__}"
+    )
+
+
+def _check_graph(g: JaccardGraph, *, check_sorted: bool = True) -> None:
+    n = g.num_nodes
+    if g.indptr.dim() != 1 or n < 1:
+        raise ValueError(f"graph indptr must be 1-D with N + 1 >= 2 entries, got {tuple(g.indptr.shape)}")
+    if g.indices.shape != g.distances.shape or g.indices.dim() != 1:
+        raise ValueError(
+            f"graph indices and distances must be 1-D of equal length, got "
+            f"{tuple(g.indices.shape)} and {tuple(g.distances.shape)}"
+        )
+    if int(g.indptr[0]) != 0 or int(g.indptr[-1]) != g.nnz or bool((g.indptr[1:] < g.indptr[:-1]).any()):
+        raise ValueError("graph indptr must start at 0, end at nnz and never decrease")
+    if g.nnz:
+        if bool(((g.indices < 0) | (g.indices >= n)).any()):
+            raise ValueError(f"graph indices must lie in [0, {n})")
+        if not bool(torch.isfinite(g.distances).all()) or bool((g.distances < 0).any()):
+            raise ValueError("graph distances must be finite and >= 0")
+        if check_sorted:
+            step = g.distances[1:] < g.distances[:-1]
+            row_start = torch.zeros(g.nnz, dtype=torch.bool, device=g.device)
+            starts = g.indptr[1:-1]
+            row_start[starts[starts < g.nnz]] = True
+            if bool((step & ~row_start[1:]).any()):
+                raise ValueError("graph rows must be sorted by distance ascending")
+
+
+def dbscan(
+    graph: Any,
+    eps: float | Sequence[float],
+    min_samples: int = 4,
+) -> torch.Tensor:
+    """DBSCAN over a sparse symmetric neighbour graph, for one or several eps at once.
+
+    Labels equal scikit-learn's ``DBSCAN(eps, min_samples, metric="precomputed")`` on the
+    same distances (clusters numbered in the order of their smallest core point, border
+    points given to the first such cluster, noise -1), the eps boundary inclusive, each
+    point its own neighbour. Pairs absent from the graph are not neighbours.
+
+    Args:
+        graph: a JaccardGraph, an (indptr, indices, distances) tuple, or a scipy.sparse
+            matrix of distances (explicitly stored entries are the candidate pairs).
+        eps: a radius > 0, or a sequence of them (one labelling each, computed together).
+        min_samples: minimum neighbourhood size of a core point (itself included), >= 1.
+
+    Returns:
+        (N,) int64 labels for a single eps, (len(eps), N) for a sequence; the input is not
+        modified.
+    """
+    g = _as_graph(graph)
+    _check_graph(g)
+    single = isinstance(eps, numbers.Real) and not isinstance(eps, bool)
+    eps_list = [eps] if single else list(eps) if isinstance(eps, Sequence) else None
+    if eps_list is None or not eps_list:
+        raise TypeError(f"eps must be a number or a non-empty sequence of numbers, got {eps!r}")
+    eps_list = [check_positive_float(e, "eps") for e in eps_list]
+    min_samples = check_int(min_samples, "min_samples", low=1)
+    labels = _ops.dbscan(g.indptr, g.indices, g.distances, eps_list, min_samples)
+    return labels[0] if single else labels
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+def _check_labels(labels: Any, name: str, n: int | None, device: torch.device | None) -> torch.Tensor:
+    t = as_tensor(labels, name)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(t.shape)}")
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must hold integers, got {t.dtype}")
+    if n is not None and t.numel() != n:
+        raise ValueError(f"{name} must have N={n} entries like the first labels, got {t.numel()}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} must be on {device}, got {t.device}")
+    t = t.to(torch.int64).contiguous()
+    if t.numel() and int(t.min()) < -1:
+        raise ValueError(f"{name} must be >= -1 (-1 = noise), got {int(t.min())}")
+    if t.numel() and int(t.max()) >= t.numel():
+        # Arbitrary ids: compact them to [0, N) keeping -1.
+        valid = t >= 0
+        _, inv = torch.unique(t[valid], return_inverse=True)
+        t = t.clone()
+        t[valid] = inv
+    return t
+
+
+def cluster_reliability(labels_tight: Any, labels: Any, labels_loose: Any) -> ClusterReliability:
+    """Per-point IoU of each point's cluster under `labels` (normal eps) with its cluster
+    under `labels_tight` (shrunk eps) and `labels_loose` (enlarged eps), in O(N).
+
+    Args:
+        labels_tight, labels, labels_loose: (N,) integer cluster labels, -1 = noise (a
+            noise point is a singleton cluster).
+
+    Returns:
+        ClusterReliability(iou_tight, iou_loose), each (N,) float32.
+    """
+    lab = _check_labels(labels, "labels", None, None)
+    tight = _check_labels(labels_tight, "labels_tight", lab.numel(), lab.device)
+    loose = _check_labels(labels_loose, "labels_loose", lab.numel(), lab.device)
+    return ClusterReliability(_ops.cluster_iou(lab, tight), _ops.cluster_iou(lab, loose))
+
+
+# --------------------------------------------------------------------------- fake kernels
+
+
+@torch.library.register_fake("smcr::knn")
+def _knn_fake(features, k, block_size):
+    n = features.shape[0]
+    return features.new_empty((n, k), dtype=torch.int64), features.new_empty((n, k))
+
+
+@torch.library.register_fake("smcr::kreciprocal_jaccard")
+def _jaccard_fake(features, knn_indices, knn_distances, k1, k2, max_dist):
+    n = features.shape[0]
+    nnz = torch.library.get_ctx().new_dynamic_size()
+    return (
+        knn_indices.new_empty((n + 1,)),
+        knn_indices.new_empty((nnz,)),
+        features.new_empty((nnz,)),
+    )
+
+
+@torch.library.register_fake("smcr::dbscan")
+def _dbscan_fake(indptr, indices, distances, eps, min_samples):
+    return indptr.new_empty((len(eps), indptr.shape[0] - 1))
+
+
+@torch.library.register_fake("smcr::cluster_iou")
+def _cluster_iou_fake(labels, other):
+    return labels.new_empty(labels.shape, dtype=torch.float32)
