@@ -181,7 +181,7 @@ def knn(
     else:
         from ._ivf import knn_ivf
 
-        idx, dist = knn_ivf(x, k, nlist=nlist, nprobe=nprobe, seed=seed, block_size=block_size)
+        idx, dist = knn_ivf(x, k, nlist=nlist, nprobe=nprobe, seed=seed)
     return KnnResult(idx, dist, x)
 
 
@@ -439,6 +439,12 @@ def cluster_reliability(labels_tight: Any, labels: Any, labels_loose: Any) -> Cl
 
 @torch.library.register_fake("smcr::knn")
 def _knn_fake(features, k, block_size):
+    n = features.shape[0]
+    return features.new_empty((n, k), dtype=torch.int64), features.new_empty((n, k))
+
+
+@torch.library.register_fake("smcr::knn_ivf")
+def _knn_ivf_fake(features, cell_ptr, probes, k):
     n = features.shape[0]
     return features.new_empty((n, k), dtype=torch.int64), features.new_empty((n, k))
 

@@ -307,3 +307,38 @@ def test_backends_reports_what_is_compiled():
     assert b["cpu"] is True
     assert isinstance(b["cuda_compiled"], bool) and isinstance(b["openmp_threads"], int)
     assert b["cuda_available"] == (b["cuda_compiled"] and torch.cuda.is_available())
+
+
+# ----------------------------------------------------------------------------- approximate kNN
+
+
+def test_ivf_backend_recall_and_format():
+    f = reid_like_features(3000, 64, seed=7)
+    x = f.features
+    exact = smcr_ext.knn(x, 20)
+    approx = smcr_ext.knn(x, 20, backend="ivf", nlist=64, nprobe=12)
+    hits = (approx.indices.unsqueeze(2) == exact.indices.unsqueeze(1)).any(dim=2).float().mean()
+    assert hits.item() >= 0.99
+    # same format as the exact search: sorted by distance, self first, distances exact
+    assert bool((approx.distances[:, 1:] >= approx.distances[:, :-1]).all())
+    assert torch.equal(approx.indices[:, 0], torch.arange(3000))
+    d = 2 - 2 * (x.unsqueeze(1) * x[approx.indices]).sum(-1)
+    torch.testing.assert_close(approx.distances, d.clamp_min(0), atol=1e-5, rtol=0)
+    # exhaustive probing is exact
+    full = smcr_ext.knn(x, 20, backend="ivf", nlist=16, nprobe=16)
+    assert torch.equal(full.indices, exact.indices)
+
+
+def test_ivf_backend_bad_arguments():
+    x = clustered(100, 8)
+    with pytest.raises(ValueError, match="nprobe must be >= 1"):
+        smcr_ext.knn(x, 5, backend="ivf", nprobe=0)
+    with pytest.raises(TypeError, match="nlist must be an int"):
+        smcr_ext.knn(x, 5, backend="ivf", nlist=2.5)
+
+
+def test_opcheck_knn_ivf():
+    x = clustered(60, 8)
+    cell_ptr = torch.tensor([0, 30, 60])
+    probes = torch.tensor([[0, 1], [1, 0]])
+    torch.library.opcheck(torch.ops.smcr.knn_ivf.default, (x, cell_ptr, probes, 5))

@@ -90,7 +90,10 @@ def test_criterion_none_is_plain_dbscan(feats):
 def test_paper_criterion_follows_eq_6_7(feats):
     x = feats[0]
     pl = PseudoLabeler(eps=0.5, eps_gap=0.03, min_samples=3, k1=12, k2=4, criterion="paper")
-    ours = pl(x)
+    try:
+        ours = pl(x)
+    except ClusteringCollapsed as e:  # the literal reading can keep nothing (a == 1)
+        ours = e.result
     tight, normal, loose = ours.dbscan_labels
     rel = smcr_ext.cluster_reliability(tight, normal, loose)
     ids = normal.clone()
@@ -106,7 +109,7 @@ def test_paper_criterion_follows_eq_6_7(feats):
     expected = torch.where(keep & (normal >= 0), normal, torch.full_like(normal, -1))
     assert partition(ours.labels) == partition(
         torch.where(expected >= 0, expected, expected.max() + 1 + torch.arange(expected.numel()))
-    ) or ours.num_clusters == 0
+    )
     multi = torch.bincount(ids) > 1
     sizes_s = torch.full((int(ids.max()) + 1,), -1.0).scatter_reduce(0, ids, rel.iou_tight, "amax")
     vals = torch.sort(sizes_s[multi], descending=True).values

@@ -37,6 +37,23 @@ Status knn_merge_block_cpu(const float* sims, index_t rows, index_t cols, index_
                            index_t col0, int k, float* best_sim, index_t* best_idx);
 Status knn_finalize_cpu(index_t rows, int k, float* best_sim);
 
+// The gathered merge, for searches over subsets (inverted lists): row r of `sims` belongs
+// to query row_ids[r] (distinct within a call), column c is candidate col_ids[c]; each
+// candidate must reach a query at most once over all calls.
+//   sims (rows, cols) row-major, leading dimension ld; best_* (num_queries, k) indexed by
+//   the row ids.
+Status knn_merge_gather_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
+                            const index_t* row_ids, const index_t* col_ids, int k,
+                            float* best_sim, index_t* best_idx);
+
+// The transposed merge, for the self-join's symmetric blocks: candidate row r of `sims`
+// (global index row0 + r) is merged into the lists of the block's columns c (the lists
+// best_sim[c * k ...] of query col0 + c). With it, X·Xᵀ is computed for the upper block
+// triangle only: each off-diagonal block serves both its rows and its columns.
+//   sims (rows, cols) row-major with leading dimension ld; best_* (cols, k).
+Status knn_merge_block_transposed_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
+                                      index_t row0, int k, float* best_sim, index_t* best_idx);
+
 // Self-contained exact kNN of x (n, d) against itself with a built-in tiled product
 // (for C++ users without a BLAS). out_idx (n, k) int64, out_dist (n, k) float32.
 Status knn_cpu(const float* x, index_t n, index_t d, int k, index_t block,
@@ -47,6 +64,9 @@ Status knn_init_cuda(index_t rows, int k, float* best_sim, index_t* best_idx,
 Status knn_merge_block_cuda(const float* sims, index_t rows, index_t cols, index_t ld,
                             index_t col0, int k, float* best_sim, index_t* best_idx,
                             cudaStream_t stream);
+Status knn_merge_block_transposed_cuda(const float* sims, index_t rows, index_t cols,
+                                       index_t ld, index_t row0, int k, float* best_sim,
+                                       index_t* best_idx, cudaStream_t stream);
 Status knn_finalize_cuda(index_t rows, int k, float* best_sim, cudaStream_t stream);
 
 }  // namespace smcr

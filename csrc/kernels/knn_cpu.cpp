@@ -68,6 +68,69 @@ Status knn_merge_block_cpu(const float* sims, index_t rows, index_t cols, index_
   return Status::Ok();
 }
 
+Status knn_merge_gather_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
+                            const index_t* row_ids, const index_t* col_ids, int k,
+                            float* best_sim, index_t* best_idx) {
+  Status st = check_args(rows, k);
+  if (!st.ok()) return st;
+  if (cols < 0 || ld < cols) return Status::Error("knn_merge_gather: need 0 <= cols <= ld");
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < rows; ++r) {
+    const float* srow = sims + r * ld;
+    float* bs = best_sim + row_ids[r] * k;
+    index_t* bi = best_idx + row_ids[r] * k;
+    float thr = bs[k - 1];
+    index_t thr_idx = bi[k - 1];
+    for (index_t c = 0; c < cols; ++c) {
+      const float s = srow[c];
+      if (s < thr) continue;
+      const index_t j = col_ids[c];
+      if (!better(s, j, thr, thr_idx)) continue;
+      insert_sorted(s, j, k, bs, bi);
+      thr = bs[k - 1];
+      thr_idx = bi[k - 1];
+    }
+  }
+  return Status::Ok();
+}
+
+Status knn_merge_block_transposed_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
+                                      index_t row0, int k, float* best_sim, index_t* best_idx) {
+  Status st = check_args(cols, k);
+  if (!st.ok()) return st;
+  if (rows < 0 || ld < cols)
+    return Status::Error("knn_merge_block_transposed: need rows >= 0 and cols <= ld");
+  // Groups of 16 output lists (one cache line of a sims row): every sims row segment is
+  // read once per group, and the group's thresholds stay in registers.
+  constexpr index_t G = 16;
+  const index_t groups = (cols + G - 1) / G;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (index_t gi = 0; gi < groups; ++gi) {
+    const index_t c0 = gi * G;
+    const index_t gc = std::min(G, cols - c0);
+    float thr[G];
+    index_t thr_idx[G];
+    for (index_t c = 0; c < gc; ++c) {
+      thr[c] = best_sim[(c0 + c) * k + k - 1];
+      thr_idx[c] = best_idx[(c0 + c) * k + k - 1];
+    }
+    for (index_t r = 0; r < rows; ++r) {
+      const float* srow = sims + r * ld + c0;
+      const index_t j = row0 + r;
+      for (index_t c = 0; c < gc; ++c) {
+        const float s = srow[c];
+        if (s < thr[c] || !better(s, j, thr[c], thr_idx[c])) continue;
+        float* bs = best_sim + (c0 + c) * k;
+        index_t* bi = best_idx + (c0 + c) * k;
+        insert_sorted(s, j, k, bs, bi);
+        thr[c] = bs[k - 1];
+        thr_idx[c] = bi[k - 1];
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 Status knn_finalize_cpu(index_t rows, int k, float* best_sim) {
   Status st = check_args(rows, k);
   if (!st.ok()) return st;
@@ -89,7 +152,7 @@ Status knn_cpu(const float* x, index_t n, index_t d, int k, index_t block, index
   std::vector<float> sims(static_cast<size_t>(block) * static_cast<size_t>(block));
   for (index_t r0 = 0; r0 < n; r0 += block) {
     const index_t rows = std::min(block, n - r0);
-    for (index_t c0 = 0; c0 < n; c0 += block) {
+    for (index_t c0 = r0; c0 < n; c0 += block) {  // upper block triangle: X·Xᵀ is symmetric
       const index_t cols = std::min(block, n - c0);
 #pragma omp parallel for schedule(static)
       for (index_t r = 0; r < rows; ++r) {
@@ -104,6 +167,11 @@ Status knn_cpu(const float* x, index_t n, index_t d, int k, index_t block, index
       st = knn_merge_block_cpu(sims.data(), rows, cols, block, c0, k, out_dist + r0 * k,
                                out_idx + r0 * k);
       if (!st.ok()) return st;
+      if (c0 != r0) {
+        st = knn_merge_block_transposed_cpu(sims.data(), rows, cols, block, r0, k,
+                                            out_dist + c0 * k, out_idx + c0 * k);
+        if (!st.ok()) return st;
+      }
     }
   }
   return knn_finalize_cpu(n, k, out_dist);

@@ -1,6 +1,7 @@
 // Torch glue of the clustering kernels (CPU): tensor checks, then the framework-free
 // kernels of csrc/kernels/. The CUDA registrations are in cluster_cuda.cpp.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
@@ -29,16 +30,67 @@ std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, int64_t k, int64
   check_status(smcr::knn_init_cpu(n, static_cast<int>(k), sim.data_ptr<float>(),
                                   idx.data_ptr<int64_t>()));
   const int64_t b = std::min(block, n);
+  // X·Xᵀ is symmetric: compute the upper block triangle only and let every off-diagonal
+  // block serve its rows (merge) and its columns (transposed merge).
   for (int64_t r0 = 0; r0 < n; r0 += b) {
     const int64_t rows = std::min(b, n - r0);
     at::Tensor xr = x.narrow(0, r0, rows);
-    for (int64_t c0 = 0; c0 < n; c0 += b) {
+    for (int64_t c0 = r0; c0 < n; c0 += b) {
       const int64_t cols = std::min(b, n - c0);
       at::Tensor s = at::mm(xr, x.narrow(0, c0, cols).t());  // (rows, cols)
       check_status(smcr::knn_merge_block_cpu(s.data_ptr<float>(), rows, cols, cols, c0,
                                              static_cast<int>(k),
                                              sim.data_ptr<float>() + r0 * k,
                                              idx.data_ptr<int64_t>() + r0 * k));
+      if (c0 != r0) {
+        check_status(smcr::knn_merge_block_transposed_cpu(
+            s.data_ptr<float>(), rows, cols, cols, r0, static_cast<int>(k),
+            sim.data_ptr<float>() + c0 * k, idx.data_ptr<int64_t>() + c0 * k));
+      }
+    }
+  }
+  check_status(smcr::knn_finalize_cpu(n, static_cast<int>(k), sim.data_ptr<float>()));
+  return {idx, sim};
+}
+
+// Inverted-file search over contiguous cells: the rows of x are ordered by cell
+// (cell c holds rows cell_ptr[c] .. cell_ptr[c+1]); every query of cell a searches the
+// cells probes[a, :] (distinct, probes[a, 0] == a). One small GEMM per (cell, probed cell)
+// pair, merged with the gathered-merge kernel; lists are in x's (cell-sorted) row order.
+std::tuple<at::Tensor, at::Tensor> knn_ivf_cpu(const at::Tensor& x, const at::Tensor& cell_ptr,
+                                               const at::Tensor& probes, int64_t k) {
+  check_features(x, "features");
+  check_int64_vector(cell_ptr, "cell_ptr");
+  TORCH_CHECK(probes.dim() == 2 && probes.scalar_type() == at::kLong && probes.is_contiguous(),
+              "probes must be a contiguous int64 (num_cells, nprobe) tensor");
+  const int64_t n = x.size(0);
+  const int64_t cells = cell_ptr.numel() - 1;
+  TORCH_CHECK(probes.size(0) == cells, "probes must have one row per cell");
+  TORCH_CHECK(k >= 1 && k <= n, "k must be in [1, N], got ", k);
+  const int64_t* cp = cell_ptr.data_ptr<int64_t>();
+  TORCH_CHECK(cp[0] == 0 && cp[cells] == n, "cell_ptr must start at 0 and end at N");
+  const int64_t* pr = probes.data_ptr<int64_t>();
+  const int64_t nprobe = probes.size(1);
+  for (int64_t t = 0; t < cells * nprobe; ++t)
+    TORCH_CHECK(pr[t] >= 0 && pr[t] < cells, "probes must hold cell ids in [0, ", cells, ")");
+  at::Tensor sim = at::empty({n, k}, x.options());
+  at::Tensor idx = at::empty({n, k}, x.options().dtype(at::kLong));
+  check_status(smcr::knn_init_cpu(n, static_cast<int>(k), sim.data_ptr<float>(),
+                                  idx.data_ptr<int64_t>()));
+  at::Tensor ids = at::arange(n, x.options().dtype(at::kLong));
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t a = 0; a < cells; ++a) {
+    const int64_t qa = cp[a], qn = cp[a + 1] - cp[a];
+    if (qn == 0) continue;
+    at::Tensor xq = x.narrow(0, qa, qn);
+    for (int64_t p = 0; p < nprobe; ++p) {
+      const int64_t b = pr[a * nprobe + p];
+      const int64_t ma = cp[b], mn = cp[b + 1] - cp[b];
+      if (mn == 0) continue;
+      at::Tensor s = at::mm(xq, x.narrow(0, ma, mn).t());  // (qn, mn)
+      check_status(smcr::knn_merge_gather_cpu(s.data_ptr<float>(), qn, mn, mn, id + qa, id + ma,
+                                              static_cast<int>(k), sim.data_ptr<float>(),
+                                              idx.data_ptr<int64_t>()));
     }
   }
   check_status(smcr::knn_finalize_cpu(n, static_cast<int>(k), sim.data_ptr<float>()));
@@ -104,6 +156,7 @@ at::Tensor cluster_iou_cpu(const at::Tensor& labels, const at::Tensor& other) {
 
 TORCH_LIBRARY_IMPL(smcr, CPU, m) {
   m.impl("knn", &knn_cpu);
+  m.impl("knn_ivf", &knn_ivf_cpu);
   m.impl("kreciprocal_jaccard", &kreciprocal_jaccard_cpu);
   m.impl("dbscan", &dbscan_cpu);
   m.impl("cluster_iou", &cluster_iou_cpu);

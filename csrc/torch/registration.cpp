@@ -11,6 +11,7 @@
 TORCH_LIBRARY(smcr, m) {
   // ---- clustering (csrc/kernels/{knn,jaccard,dbscan,reliability}) ----
   m.def("knn(Tensor features, int k, int block_size) -> (Tensor indices, Tensor distances)");
+  m.def("knn_ivf(Tensor features, Tensor cell_ptr, Tensor probes, int k) -> (Tensor, Tensor)");
   m.def(
       "kreciprocal_jaccard(Tensor features, Tensor knn_indices, Tensor knn_distances, int k1, "
       "int k2, float max_dist) -> (Tensor indptr, Tensor indices, Tensor distances)");
