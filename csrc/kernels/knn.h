@@ -64,9 +64,6 @@ Status knn_init_cuda(index_t rows, int k, float* best_sim, index_t* best_idx,
 Status knn_merge_block_cuda(const float* sims, index_t rows, index_t cols, index_t ld,
                             index_t col0, int k, float* best_sim, index_t* best_idx,
                             cudaStream_t stream);
-Status knn_merge_block_transposed_cuda(const float* sims, index_t rows, index_t cols,
-                                       index_t ld, index_t row0, int k, float* best_sim,
-                                       index_t* best_idx, cudaStream_t stream);
 Status knn_finalize_cuda(index_t rows, int k, float* best_sim, cudaStream_t stream);
 
 }  // namespace smcr
