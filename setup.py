@@ -46,7 +46,7 @@ def _extension():
     glue_cuda = [p for p in glue if p.endswith("_cuda.cpp")]
     glue_cpu = [p for p in glue if not p.endswith("_cuda.cpp")]
     omp = ["-fopenmp"] if sys.platform.startswith("linux") else []
-    cxx = ["-O3", "-fvisibility=hidden", *omp]
+    cxx = ["-O3", *omp]
     if _want_cuda():
         kernels_cu = rel(glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.cu")))
         archs = os.environ.get("SMCR_CUDA_ARCHS", "80;90").split(";")

@@ -136,6 +136,7 @@ class ClusterReliability:
 # --------------------------------------------------------------------------- kNN
 
 _KNN_BACKENDS = ("exact", "faiss", "ivf")
+_KNN_MAX_K_CUDA = 128  # kKnnMaxKCuda in csrc/kernels/knn.h
 
 
 def knn(
@@ -153,7 +154,7 @@ def knn(
     Args:
         features: (N, D) floating tensor or DLPack array, finite; rows are L2-normalised
             here if they are not unit vectors already (the kernels assume unit rows).
-        k: neighbours per row, 1 <= k < N.
+        k: neighbours per row, 1 <= k < N (and k <= 128 for CUDA features).
         backend: "exact" (blocked matrix products and our selection kernel; CPU or CUDA;
             memory O(N·k + block_size²)), "faiss" (exact, faiss-cpu's IndexFlatIP; CPU
             only; needs the `faiss` extra), or "ivf" (approximate: an inverted file over
@@ -174,6 +175,8 @@ def knn(
     n = x.shape[0]
     k = check_int(k, "k", low=1, high=n - 1)
     block_size = check_int(block_size, "block_size", low=1)
+    if x.is_cuda and backend == "exact" and k > _KNN_MAX_K_CUDA:
+        raise ValueError(f"k must be <= {_KNN_MAX_K_CUDA} for CUDA features, got {k}")
     if backend == "exact":
         idx, dist = _ops.knn(x, k, block_size)
     elif backend == "faiss":

@@ -25,7 +25,7 @@ def test_knn_cuda_equals_cpu(feats, k):
 
 
 def test_knn_cuda_k_limit(feats):
-    with pytest.raises(RuntimeError, match="k must be <= 128 on CUDA"):
+    with pytest.raises(ValueError, match="k must be <= 128 for CUDA features"):
         smcr_ext.knn(feats[:500].cuda(), 129)
 
 
@@ -75,3 +75,13 @@ def test_opcheck_cuda(feats):
     torch.library.opcheck(torch.ops.smcr.dbscan.default, (g.indptr, g.indices, g.distances, [0.5], 3))
     lab = smcr_ext.dbscan(g, 0.6, 3)
     torch.library.opcheck(torch.ops.smcr.cluster_iou.default, (lab, lab.flip(0)))
+
+
+def test_cuda_op_errors_raise_runtime_error(feats):
+    # Errors raised inside the compiled CUDA glue surface as RuntimeError (kept last in
+    # this file: it exercises C++ exception unwinding through the CUDA build).
+    with pytest.raises(RuntimeError, match="k must be <= 128 on CUDA"):
+        torch.ops.smcr.knn(feats[:500].cuda(), 129, 64)
+    bad = torch.tensor([0, 7], device="cuda")
+    with pytest.raises(RuntimeError, match="labels must lie"):
+        torch.ops.smcr.cluster_iou(bad, torch.zeros_like(bad))
