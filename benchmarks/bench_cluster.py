@@ -23,15 +23,15 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import smcr_ext  # noqa: E402
 from smcr.cluster import PseudoLabeler  # noqa: E402
 from smcr.simulate import reid_like_features  # noqa: E402
+
+import smcr_ext  # noqa: E402
 
 
 class PeakRSS:
@@ -124,7 +124,9 @@ def run_one(n: int, args) -> list[str]:
         import spcl_style
 
         with PeakRSS() as mem_a:
-            (ref_labels, sec_a), a_total = timed(lambda: spcl_style.pseudo_labels(feats.features), "cpu")
+            (ref_labels, sec_a), a_total = timed(
+                lambda: spcl_style.pseudo_labels(feats.features), "cpu"
+            )
         a_knn = sec_a["knn"]
         rows.append(("(a) SpCL-style dense", sec_a, a_total, mem_a.above))
     # (b) ours: one warm-up call on a GPU (kernel loading, cuBLAS handles), then measured.
@@ -170,12 +172,17 @@ def run_one(n: int, args) -> list[str]:
         facts.append(f"(a - a_knn)/(b - b_knn) = {(a_total - a_knn) / after_b:.0f}")
         ari = adjusted_rand_score(ref_labels, res.labels.cpu().numpy())
         same = ari == 1.0
-        facts.append(f"agreement with the reference labels: ARI = {ari:.6f}" + (" (identical partitions)" if same else ""))
+        facts.append(
+            f"agreement with the reference labels: ARI = {ari:.6f}"
+            + (" (identical partitions)" if same else "")
+        )
     if c_total is not None:
         facts.append(f"b/c = {b_total / c_total:.2f}")
     if args.knn_backend != "exact":
         k_idx = smcr_ext.knn(x, labeler.k1, backend=args.knn_backend).indices
-        facts.append(f"recall of the approximate k1={labeler.k1} lists vs exact: {knn_recall(x, k_idx, labeler.k1):.4f}")
+        facts.append(
+            f"recall of the approximate k1={labeler.k1} lists vs exact: {knn_recall(x, k_idx, labeler.k1):.4f}"
+        )
     lines += [f"- {f}" for f in facts]
     lines.append("")
     return lines
@@ -201,17 +208,23 @@ def upsert(path: Path, key: str, body: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--n", type=int, nargs="+", default=[12936, 32621])
     p.add_argument("--d", type=int, default=2048)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--knn-backend", choices=["exact", "faiss", "ivf"], default="exact")
     p.add_argument("--outliers", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=1, help="runs of ours and of the floor; the best is kept")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs of ours and of the floor; the best is kept"
+    )
     p.add_argument("--skip-reference", action="store_true")
     p.add_argument("--skip-floor", action="store_true")
-    p.add_argument("--results", type=Path, default=None, help="write the tables into this markdown file")
+    p.add_argument(
+        "--results", type=Path, default=None, help="write the tables into this markdown file"
+    )
     args = p.parse_args()
     if args.device == "cuda" and not smcr_ext.backends()["cuda_available"]:
         sys.exit("--device cuda needs a GPU and the CUDA build of smcr_ext")

@@ -38,7 +38,9 @@ def _k_reciprocal_neigh(initial_rank: np.ndarray, i: int, k1: int) -> np.ndarray
     return forward[fi]
 
 
-def jaccard_dense(features: torch.Tensor, k1: int = 30, k2: int = 6, seconds: dict | None = None) -> np.ndarray:
+def jaccard_dense(
+    features: torch.Tensor, k1: int = 30, k2: int = 6, seconds: dict | None = None
+) -> np.ndarray:
     n = features.shape[0]
     t0 = time.perf_counter()
     initial_rank = _knn(features, k1)
@@ -91,7 +93,11 @@ def pseudo_labels(
     t0 = time.perf_counter()
     labs = []
     for e in (eps - eps_gap, eps, eps + eps_gap):
-        labs.append(DBSCAN(eps=e, min_samples=min_samples, metric="precomputed", n_jobs=-1).fit_predict(dist))
+        labs.append(
+            DBSCAN(eps=e, min_samples=min_samples, metric="precomputed", n_jobs=-1).fit_predict(
+                dist
+            )
+        )
     seconds["dbscan"] = time.perf_counter() - t0
     del dist
     t0 = time.perf_counter()
@@ -113,7 +119,7 @@ def pseudo_labels(
     del sim, sim_tight, sim_loose
     comp: dict[int, list[float]] = {}
     indep: dict[int, list[float]] = {}
-    for c, rc, ri in zip(normal.tolist(), r_comp.tolist(), r_indep.tolist()):
+    for c, rc, ri in zip(normal.tolist(), r_comp.tolist(), r_indep.tolist(), strict=True):
         comp.setdefault(c, []).append(rc)
         indep.setdefault(c, []).append(ri)
     keys = sorted(comp)

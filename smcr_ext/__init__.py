@@ -40,7 +40,6 @@ def backends() -> dict:
     device visible), ``openmp`` (CPU kernels use OpenMP), ``openmp_threads``,
     ``faiss`` (faiss version string, or None when faiss is not importable).
     """
-    import torch
 
     try:
         import faiss  # noqa: F401

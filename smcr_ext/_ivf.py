@@ -70,7 +70,9 @@ def knn_ivf(
             "exact backend is fast enough (use backend='exact')"
         )
     n, d = x.shape
-    nlist = max(1, int(round(4 * math.sqrt(n)))) if nlist is None else check_int(nlist, "nlist", low=1)
+    nlist = (
+        max(1, int(round(4 * math.sqrt(n)))) if nlist is None else check_int(nlist, "nlist", low=1)
+    )
     nlist = min(nlist, n)
     nprobe = 24 if nprobe is None else check_int(nprobe, "nprobe", low=1)
     nprobe = min(nprobe, nlist)

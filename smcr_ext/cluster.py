@@ -81,7 +81,9 @@ class JaccardGraph:
         return self.indptr.device
 
     def to(self, device: str | torch.device) -> JaccardGraph:
-        return JaccardGraph(self.indptr.to(device), self.indices.to(device), self.distances.to(device))
+        return JaccardGraph(
+            self.indptr.to(device), self.indices.to(device), self.distances.to(device)
+        )
 
     def row(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = int(self.indptr[i]), int(self.indptr[i + 1])
@@ -259,11 +261,15 @@ def kreciprocal_jaccard(
     n = x.shape[0]
     k1 = check_int(k1, "k1", low=1, high=n - 1)
     k2 = check_int(k2, "k2", low=1, high=k1)
-    width = k1 if num_neighbors is None else check_int(num_neighbors, "num_neighbors", low=k2, high=n)
+    width = (
+        k1 if num_neighbors is None else check_int(num_neighbors, "num_neighbors", low=k2, high=n)
+    )
     if width < k2:
         raise ValueError(f"num_neighbors must be >= k2={k2}, got {width}")
-    if isinstance(max_dist, bool) or not isinstance(max_dist, numbers.Real) or not (
-        0.0 <= float(max_dist) <= 1.0
+    if (
+        isinstance(max_dist, bool)
+        or not isinstance(max_dist, numbers.Real)
+        or not (0.0 <= float(max_dist) <= 1.0)
     ):
         raise ValueError(f"max_dist must be a number in [0, 1], got {max_dist!r}")
     if knn_result is None:
@@ -271,9 +277,11 @@ def kreciprocal_jaccard(
             raise ValueError(f"num_neighbors must be < N={n} to compute the kNN, got {width}")
         idx, dist = knn(x, width, backend=knn_backend)
     else:
-        idx, dist = (knn_result.indices, knn_result.distances) if isinstance(
-            knn_result, KnnResult
-        ) else knn_result
+        idx, dist = (
+            (knn_result.indices, knn_result.distances)
+            if isinstance(knn_result, KnnResult)
+            else knn_result
+        )
         idx = as_tensor(idx, "knn_result indices")
         dist = as_tensor(dist, "knn_result distances")
         if idx.dim() != 2 or idx.shape[0] != n or idx.shape[1] < width:
@@ -339,13 +347,19 @@ def _as_graph(graph: Any) -> JaccardGraph:
 def _check_graph(g: JaccardGraph, *, check_sorted: bool = True) -> None:
     n = g.num_nodes
     if g.indptr.dim() != 1 or n < 1:
-        raise ValueError(f"graph indptr must be 1-D with N + 1 >= 2 entries, got {tuple(g.indptr.shape)}")
+        raise ValueError(
+            f"graph indptr must be 1-D with N + 1 >= 2 entries, got {tuple(g.indptr.shape)}"
+        )
     if g.indices.shape != g.distances.shape or g.indices.dim() != 1:
         raise ValueError(
             f"graph indices and distances must be 1-D of equal length, got "
             f"{tuple(g.indices.shape)} and {tuple(g.distances.shape)}"
         )
-    if int(g.indptr[0]) != 0 or int(g.indptr[-1]) != g.nnz or bool((g.indptr[1:] < g.indptr[:-1]).any()):
+    if (
+        int(g.indptr[0]) != 0
+        or int(g.indptr[-1]) != g.nnz
+        or bool((g.indptr[1:] < g.indptr[:-1]).any())
+    ):
         raise ValueError("graph indptr must start at 0, end at nnz and never decrease")
     if g.nnz:
         if bool(((g.indices < 0) | (g.indices >= n)).any()):
@@ -398,7 +412,9 @@ def dbscan(
 # --------------------------------------------------------------------------- reliability
 
 
-def _check_labels(labels: Any, name: str, n: int | None, device: torch.device | None) -> torch.Tensor:
+def _check_labels(
+    labels: Any, name: str, n: int | None, device: torch.device | None
+) -> torch.Tensor:
     t = as_tensor(labels, name)
     if t.dim() != 1:
         raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(t.shape)}")

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-
-import smcr_ext
 from smcr.cluster import PseudoLabeler
 from smcr.simulate import reid_like_features
+
+import smcr_ext
 
 pytestmark = pytest.mark.cuda
 
@@ -72,7 +72,9 @@ def test_opcheck_cuda(feats):
     torch.library.opcheck(torch.ops.smcr.knn.default, (x, 10, 64))
     torch.library.opcheck(torch.ops.smcr.kreciprocal_jaccard.default, (x, idx, dist, 10, 3, 0.9))
     g = smcr_ext.kreciprocal_jaccard(x, 10, 3, 0.9)
-    torch.library.opcheck(torch.ops.smcr.dbscan.default, (g.indptr, g.indices, g.distances, [0.5], 3))
+    torch.library.opcheck(
+        torch.ops.smcr.dbscan.default, (g.indptr, g.indices, g.distances, [0.5], 3)
+    )
     lab = smcr_ext.dbscan(g, 0.6, 3)
     torch.library.opcheck(torch.ops.smcr.cluster_iou.default, (lab, lab.flip(0)))
 

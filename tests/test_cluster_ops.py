@@ -5,10 +5,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 from sklearn.cluster import DBSCAN
-
-import smcr_ext
 from smcr.reference import cluster_iou_reference, knn_reference, kreciprocal_jaccard_reference
 from smcr.simulate import reid_like_features
+
+import smcr_ext
 
 
 def clustered(n=240, d=32, seed=0, **kw):
@@ -62,7 +62,12 @@ def test_knn_faiss_backend_same_neighbour_sets():
         (torch.randn(5, 4), {"k": 0}, ValueError, "k must be >= 1"),
         (torch.randn(5, 4), {"k": 2.5}, TypeError, "k must be an int"),
         (torch.ones(5, 4, dtype=torch.int64), {"k": 2}, TypeError, "floating-point"),
-        (torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 0.0]]), {"k": 1}, ValueError, "finite"),
+        (
+            torch.tensor([[1.0, float("nan")], [0.0, 1.0], [1.0, 0.0]]),
+            {"k": 1},
+            ValueError,
+            "finite",
+        ),
         (torch.zeros(4, 3), {"k": 1}, ValueError, "all zero"),
         (torch.randn(5, 4), {"k": 2, "backend": "annoy"}, ValueError, "backend"),
         ([[1.0, 0.0]], {"k": 1}, TypeError, "features must be a torch.Tensor"),
@@ -117,7 +122,9 @@ def test_jaccard_from_knn_result_and_precomputed_lists():
     x = clustered(150, 16, seed=4)
     res = smcr_ext.knn(x, 10)
     a = smcr_ext.kreciprocal_jaccard(res, 10, 3)
-    b = smcr_ext.kreciprocal_jaccard(x, 10, 3, knn_result=(res.indices.numpy(), res.distances.numpy()))
+    b = smcr_ext.kreciprocal_jaccard(
+        x, 10, 3, knn_result=(res.indices.numpy(), res.distances.numpy())
+    )
     c = smcr_ext.kreciprocal_jaccard(x, 10, 3)
     for g in (b, c):
         assert torch.equal(a.indptr, g.indptr) and torch.equal(a.indices, g.indices)
@@ -168,7 +175,7 @@ def test_dbscan_matches_sklearn_on_jaccard(min_samples):
     eps = [0.48, 0.5, 0.52, 0.7]
     ours = smcr_ext.dbscan(g, eps, min_samples)
     assert ours.shape == (4, 400)
-    for e, lab in zip(eps, ours):
+    for e, lab in zip(eps, ours, strict=True):
         ref = sklearn_labels(dense, e, min_samples)
         assert np.array_equal(first_occurrence(lab.numpy()), first_occurrence(ref))
         assert np.array_equal(lab.numpy(), ref)  # even sklearn's own numbering
@@ -178,7 +185,9 @@ def test_dbscan_matches_sklearn_on_jaccard(min_samples):
 
 def random_symmetric_graph(n, density, seed):
     rng = np.random.default_rng(seed)
-    m = sp.random(n, n, density=density, random_state=rng, data_rvs=lambda s: rng.uniform(0.01, 1.0, s))
+    m = sp.random(
+        n, n, density=density, random_state=rng, data_rvs=lambda s: rng.uniform(0.01, 1.0, s)
+    )
     m = sp.triu(m, k=1)
     m = (m + m.T).tocsr()
     return m
@@ -246,7 +255,9 @@ def test_dbscan_bad_graph():
     with pytest.raises(ValueError, match="sorted by distance"):
         smcr_ext.dbscan((indptr, torch.tensor([1, 0, 1]), torch.tensor([0.3, 0.1, 0.0])), 0.5)
     with pytest.raises(ValueError, match="finite"):
-        smcr_ext.dbscan((indptr, torch.tensor([0, 1, 1]), torch.tensor([0.0, float("nan"), 0.0])), 0.5)
+        smcr_ext.dbscan(
+            (indptr, torch.tensor([0, 1, 1]), torch.tensor([0.0, float("nan"), 0.0])), 0.5
+        )
     with pytest.raises(ValueError, match="indptr must start at 0"):
         smcr_ext.dbscan((torch.tensor([0, 2, 2]), torch.tensor([0, 1, 1]), torch.zeros(3)), 0.5)
 
@@ -261,8 +272,12 @@ def test_cluster_reliability_matches_dense_reference():
     tight = torch.where(torch.rand(n, generator=g) < 0.2, torch.full((n,), -1), normal)
     loose = torch.where(normal % 3 == 0, normal // 3, normal)
     rel = smcr_ext.cluster_reliability(tight, normal, loose)
-    torch.testing.assert_close(rel.iou_tight.double(), cluster_iou_reference(normal, tight), atol=1e-7, rtol=0)
-    torch.testing.assert_close(rel.iou_loose.double(), cluster_iou_reference(normal, loose), atol=1e-7, rtol=0)
+    torch.testing.assert_close(
+        rel.iou_tight.double(), cluster_iou_reference(normal, tight), atol=1e-7, rtol=0
+    )
+    torch.testing.assert_close(
+        rel.iou_loose.double(), cluster_iou_reference(normal, loose), atol=1e-7, rtol=0
+    )
     torch.testing.assert_close(rel.r_comp, 1 - rel.iou_tight)
 
 

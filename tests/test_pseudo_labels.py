@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.cluster import DBSCAN
-
-import smcr_ext
 from smcr.cluster import ClusteringCollapsed, PseudoLabeler
 from smcr.reference import kreciprocal_jaccard_reference, pseudo_labels_spcl_reference
 from smcr.simulate import reid_like_features
+
+import smcr_ext
 
 
 def partition(labels: torch.Tensor) -> set[frozenset[int]]:
@@ -41,7 +41,10 @@ def reference_pipeline(x, k1, k2, eps, gap, min_samples, threshold=None):
 
 @pytest.fixture(scope="module")
 def feats():
-    return [reid_like_features(260, 24, seed=s, images_per_id=9, outlier_fraction=0.12).features for s in (0, 1)]
+    return [
+        reid_like_features(260, 24, seed=s, images_per_id=9, outlier_fraction=0.12).features
+        for s in (0, 1)
+    ]
 
 
 def test_spcl_criterion_matches_reference_pipeline(feats):
@@ -121,7 +124,9 @@ def test_zero_clusters_raise_typed_error_or_keep_previous(feats):
     with pytest.raises(ClusteringCollapsed, match="0 clusters") as info:
         PseudoLabeler(k1=12, k2=4, min_samples=200)(x)
     assert info.value.result is not None and info.value.result.num_clusters == 0
-    pl = PseudoLabeler(eps=0.5, eps_gap=0.03, min_samples=3, k1=12, k2=4, collapse_policy="keep_previous")
+    pl = PseudoLabeler(
+        eps=0.5, eps_gap=0.03, min_samples=3, k1=12, k2=4, collapse_policy="keep_previous"
+    )
     good = pl(x)
     pl.min_samples = 200
     with pytest.warns(RuntimeWarning, match="keeping the previous labels"):
@@ -132,7 +137,9 @@ def test_zero_clusters_raise_typed_error_or_keep_previous(feats):
 
 def test_one_giant_cluster_is_a_collapse():
     g = torch.Generator().manual_seed(0)
-    x = torch.nn.functional.normalize(torch.ones(100, 8) + 0.01 * torch.randn(100, 8, generator=g), dim=1)
+    x = torch.nn.functional.normalize(
+        torch.ones(100, 8) + 0.01 * torch.randn(100, 8, generator=g), dim=1
+    )
     with pytest.raises(ClusteringCollapsed, match="one cluster holds"):
         PseudoLabeler(eps=0.9, eps_gap=0.05, k1=10, k2=3, min_samples=2, criterion="none")(x)
 

@@ -70,7 +70,9 @@ def _compact(labels: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, in
     lab = torch.where(keep & (labels >= 0), labels, torch.full_like(labels, -1))
     if bool((lab >= 0).any()):
         counts = torch.bincount(lab[lab >= 0], minlength=int(lab.max()) + 1)
-        lab = torch.where((lab >= 0) & (counts[lab.clamp_min(0)] >= 2), lab, torch.full_like(lab, -1))
+        lab = torch.where(
+            (lab >= 0) & (counts[lab.clamp_min(0)] >= 2), lab, torch.full_like(lab, -1)
+        )
     clustered = lab >= 0
     if bool(clustered.any()):
         uniq, inv = torch.unique(lab[clustered], return_inverse=True)
@@ -240,7 +242,9 @@ class PseudoLabeler:
             keep = torch.ones(n, dtype=torch.bool, device=raw.device)
         else:
             keep = self._reliable(raw[0], raw[1], raw[2])
-        labels, num_clusters, num_outliers, largest = _compact(raw[1 if len(eps_list) == 3 else 0], keep)
+        labels, num_clusters, num_outliers, largest = _compact(
+            raw[1 if len(eps_list) == 3 else 0], keep
+        )
         sync()
         seconds["reliability"] = time.perf_counter() - t0
         result = PseudoLabels(
@@ -276,7 +280,9 @@ class PseudoLabeler:
                 and self.previous is not None
                 and self.previous.numel() == n
             ):
-                warnings.warn(problem + "; keeping the previous labels", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    problem + "; keeping the previous labels", RuntimeWarning, stacklevel=2
+                )
                 prev = self.previous.to(labels.device)
                 counts = torch.bincount(prev)
                 result.labels = prev
@@ -290,7 +296,9 @@ class PseudoLabeler:
         return result
 
     # ------------------------------------------------------------------ criteria
-    def _reliable(self, tight: torch.Tensor, normal: torch.Tensor, loose: torch.Tensor) -> torch.Tensor:
+    def _reliable(
+        self, tight: torch.Tensor, normal: torch.Tensor, loose: torch.Tensor
+    ) -> torch.Tensor:
         rel = smcr_ext.cluster_reliability(tight, normal, loose)
         ids = _singleton_ids(normal)
         num = int(ids.max()) + 1

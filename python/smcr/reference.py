@@ -78,11 +78,13 @@ def cluster_iou_reference(labels: torch.Tensor, other: torch.Tensor) -> torch.Te
     """Per-point IoU of its cluster under `labels` with its cluster under `other`, from
     the N×N label-equality matrices (SpCL's formulation); -1 is a singleton."""
     n = labels.numel()
+
     def singletons(lab: torch.Tensor) -> torch.Tensor:
         lab = lab.clone()
         noise = lab < 0
         lab[noise] = lab.max().clamp_min(0) + 1 + torch.arange(int(noise.sum()))
         return lab
+
     a, b = singletons(labels), singletons(other)
     sa = (a.view(n, 1) == a.view(1, n)).double()
     sb = (b.view(n, 1) == b.view(1, n)).double()

@@ -1,0 +1,180 @@
+"""The standard re-ID augmentation on tensors (no torchvision), per image or batched.
+
+Train (SpCL / reid-strong-baseline order): resize (bicubic, 256x128) -> horizontal flip
+(p 0.5) -> pad 10 with zeros + random crop -> ToTensor scaling to [0, 1] -> normalise with
+ImageNet mean / std -> random erasing (p 0.5, area 2-40 %, aspect 0.3-3.3).
+Test: resize -> normalise.
+
+Every function accepts (C, H, W) or (B, C, H, W), uint8 (0-255) or float (0-1 before
+``normalize``), and an optional ``torch.Generator``; batched calls draw each image's
+parameters independently and apply them with vectorised indexing.
+
+Note: SpCL's RandomErasing fills with the *unnormalised* ImageNet mean after normalisation
+(a quirk); we fill with 0 after normalisation, which is the mean colour (``erase_value``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _batched(x: torch.Tensor, name: str = "images") -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() == 3:
+        return x.unsqueeze(0), True
+    if x.dim() == 4:
+        return x, False
+    raise ValueError(f"{name} must be (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 0-255 -> float32 0-1 (float input is returned as float32)."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Resize to (H, W) with antialiasing; returns float32 in the input's range."""
+    xb, single = _batched(x)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be (height, width) >= 1, got {size}")
+    xb = xb.float()
+    if tuple(xb.shape[-2:]) != tuple(size):
+        xb = F.interpolate(
+            xb,
+            size=tuple(size),
+            mode=mode,
+            align_corners=False,
+            antialias=mode in ("bilinear", "bicubic"),
+        )
+        if x.dtype == torch.uint8:
+            xb = xb.clamp_(0.0, 255.0)
+    return xb[0] if single else xb
+
+
+def hflip(
+    x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Flip each image left-right with probability p."""
+    xb, single = _batched(x)
+    flip = torch.rand(xb.shape[0], generator=generator) < p  # (B,)
+    if flip.any():
+        xb = xb.clone()
+        xb[flip] = xb[flip].flip(-1)
+    return xb[0] if single else xb
+
+
+def pad_crop(
+    x: torch.Tensor, padding: int = 10, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Zero-pad by ``padding`` on each side, then crop back to the input size at a random
+    offset per image."""
+    xb, single = _batched(x)
+    if padding <= 0:
+        return x
+    B, C, H, W = xb.shape
+    padded = F.pad(xb, (padding, padding, padding, padding))
+    oy = torch.randint(0, 2 * padding + 1, (B,), generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (B,), generator=generator)
+    rows = oy[:, None] + torch.arange(H)[None, :]  # (B, H)
+    cols = ox[:, None] + torch.arange(W)[None, :]  # (B, W)
+    bi = torch.arange(B)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    out = out.permute(0, 3, 1, 2).contiguous()
+    return out[0] if single else out
+
+
+def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """(x - mean) / std per channel, on float input in [0, 1]."""
+    xb, single = _batched(x)
+    m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    if m.shape[1] != xb.shape[1]:
+        raise ValueError(f"mean/std have {m.shape[1]} channels, images have {xb.shape[1]}")
+    out = (xb.float() - m) / s
+    return out[0] if single else out
+
+
+def random_erasing(
+    x: torch.Tensor,
+    p: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4),
+    min_aspect: float = 0.3,
+    value: float = 0.0,
+    attempts: int = 10,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Erase one random rectangle (area fraction in ``area``, aspect in [min_aspect,
+    1/min_aspect]) per image with probability p, filling it with ``value``."""
+    xb, single = _batched(x)
+    B, C, H, W = xb.shape
+    do = torch.rand(B, generator=generator) < p
+    if not do.any():
+        return x
+    frac = torch.empty(B, attempts).uniform_(*area, generator=generator)
+    log_r = torch.empty(B, attempts).uniform_(
+        math.log(min_aspect), -math.log(min_aspect), generator=generator
+    )
+    r = log_r.exp()
+    h = (frac * H * W * r).sqrt().round().long()
+    w = (frac * H * W / r).sqrt().round().long()
+    ok = (h < H) & (w < W) & (h > 0) & (w > 0)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((B,), -1))
+    do = do & (first >= 0)
+    sel = first.clamp(min=0)
+    hh = h[torch.arange(B), sel]
+    ww = w[torch.arange(B), sel]
+    y0 = (torch.rand(B, generator=generator) * (H - hh + 1).float()).long()
+    x0 = (torch.rand(B, generator=generator) * (W - ww + 1).float()).long()
+    ys = torch.arange(H)[None, :]
+    xs = torch.arange(W)[None, :]
+    my = (ys >= y0[:, None]) & (ys < (y0 + hh)[:, None])  # (B, H)
+    mx = (xs >= x0[:, None]) & (xs < (x0 + ww)[:, None])  # (B, W)
+    mask = (my[:, :, None] & mx[:, None, :] & do[:, None, None])[:, None]  # (B, 1, H, W)
+    out = xb.float().masked_fill(mask, float(value))
+    return out[0] if single else out
+
+
+@dataclass
+class TrainTransform:
+    """Resize, flip, pad + crop, normalise, erase; call on (3, H, W) or (B, 3, H, W)."""
+
+    size: tuple[int, int] = (256, 128)
+    flip_p: float = 0.5
+    padding: int = 10
+    erase_p: float = 0.5
+    erase_value: float = 0.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        y = resize(x, self.size, self.interpolation) / scale
+        y = y.clamp_(0.0, 1.0)
+        y = hflip(y, self.flip_p, generator)
+        y = pad_crop(y, self.padding, generator)
+        y = normalize(y, self.mean, self.std)
+        return random_erasing(y, self.erase_p, value=self.erase_value, generator=generator)
+
+
+@dataclass
+class EvalTransform:
+    """Resize and normalise; call on (3, H, W) or (B, 3, H, W)."""
+
+    size: tuple[int, int] = (256, 128)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bicubic"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        y = (resize(x, self.size, self.interpolation) / scale).clamp_(0.0, 1.0)
+        return normalize(y, self.mean, self.std)
