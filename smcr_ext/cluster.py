@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -47,6 +47,9 @@ class KnnResult:
     indices: torch.Tensor
     distances: torch.Tensor
     features: torch.Tensor | None = None
+    # True when `knn` made this result from features it validated and normalised, so the
+    # Jaccard step need not check the same (N, D) matrix again.
+    validated: bool = field(default=False, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter((self.indices, self.distances))
@@ -187,7 +190,7 @@ def knn(
         from ._ivf import knn_ivf
 
         idx, dist = knn_ivf(x, k, nlist=nlist, nprobe=nprobe, seed=seed)
-    return KnnResult(idx, dist, x)
+    return KnnResult(idx, dist, x, validated=True)
 
 
 def _knn_faiss(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,13 +254,15 @@ def kreciprocal_jaccard(
         JaccardGraph on the features' device; rows sorted by (distance, index), the point
         itself first at distance 0. Exact to float32 rounding against the dense definition.
     """
+    trusted = False
     if isinstance(features, KnnResult):
         if knn_result is not None:
             raise ValueError("give the KnnResult either as features or as knn_result, not both")
         if features.features is None:
             raise ValueError("features is a KnnResult without its features; pass the features too")
+        trusted = features.validated
         knn_result, features = features, features.features
-    x = check_features(features)
+    x = features if trusted else check_features(features)
     n = x.shape[0]
     k1 = check_int(k1, "k1", low=1, high=n - 1)
     k2 = check_int(k2, "k2", low=1, high=k1)
@@ -299,7 +304,7 @@ def kreciprocal_jaccard(
             )
         idx = idx[:, :width].to(torch.int64).contiguous()
         dist = dist[:, :width].to(torch.float32).contiguous()
-        if bool(((idx < 0) | (idx >= n)).any()):
+        if not trusted and bool(((idx < 0) | (idx >= n)).any()):
             raise ValueError(f"knn_result indices must lie in [0, {n})")
     indptr, indices, distances = _ops.kreciprocal_jaccard(
         x, idx.contiguous(), dist.contiguous(), k1, k2, float(max_dist)

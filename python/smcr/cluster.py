@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 
 import smcr_ext
-from smcr_ext._validate import check_features
+from smcr_ext._validate import as_tensor
 
 __all__ = ["ClusteringCollapsed", "PseudoLabeler", "PseudoLabels"]
 
@@ -212,16 +212,17 @@ class PseudoLabeler:
     def __call__(self, features: Any) -> PseudoLabels:
         """Cluster (N, D) features (any device the kernels support) into pseudo labels."""
         seconds: dict[str, float] = {}
-        x = check_features(features)
+        x = as_tensor(features, "features")
+        if x.dim() == 2 and self.k1 >= x.shape[0]:
+            n = x.shape[0]
+            raise ValueError(f"k1 must be <= N - 1 = {n - 1} (N = number of points), got {self.k1}")
         # Stage timings must not absorb the previous stage's asynchronous GPU work.
         sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-        n = x.shape[0]
-        if self.k1 >= n:
-            raise ValueError(f"k1 must be <= N - 1 = {n - 1} (N = number of points), got {self.k1}")
         t0 = time.perf_counter()
-        knn = smcr_ext.knn(x, self.k1, backend=self.knn_backend)
+        knn = smcr_ext.knn(x, self.k1, backend=self.knn_backend)  # validates the features once
         sync()
         seconds["knn"] = time.perf_counter() - t0
+        n = knn.features.shape[0]
 
         t0 = time.perf_counter()
         if self.criterion == "none":
