@@ -79,6 +79,14 @@ def test_opcheck_cuda(feats):
     torch.library.opcheck(torch.ops.smcr.cluster_iou.default, (lab, lab.flip(0)))
 
 
+def test_cupy_arrays_are_accepted(feats):
+    cupy = pytest.importorskip("cupy", reason="CuPy is an optional DLPack peer")
+    x = cupy.asarray(feats.numpy())
+    res = smcr_ext.knn(x, 10)
+    assert res.indices.is_cuda
+    assert torch.equal(res.indices.cpu(), smcr_ext.knn(feats, 10).indices)
+
+
 def test_cuda_op_errors_raise_runtime_error(feats):
     # Errors raised inside the compiled CUDA glue surface as RuntimeError (kept last in
     # this file: it exercises C++ exception unwinding through the CUDA build).
