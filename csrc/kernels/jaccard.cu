@@ -365,6 +365,27 @@ Status exclusive_scan(const T* count, index_t n, index_t* ptr, Allocator& alloc,
   return Status::Ok();
 }
 
+// Sort every segment [ptr[s], ptr[s + 1]) of (keys, values) by key.
+template <typename K, typename V>
+Status segmented_sort_pairs(const K* keys_in, K* keys_out, const V* vals_in, V* vals_out,
+                            index_t nnz, index_t segments, const index_t* ptr, Allocator& alloc,
+                            cudaStream_t stream, const char* what) {
+  std::size_t bytes = 0;
+  SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, keys_in, keys_out, vals_in,
+                                                      vals_out, static_cast<int>(nnz),
+                                                      static_cast<int>(segments), ptr, ptr + 1,
+                                                      stream),
+                  what);
+  void* tmp = alloc.allocate(bytes);
+  if (!tmp) return Status::Error("kreciprocal_jaccard (CUDA): out of memory");
+  SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp, bytes, keys_in, keys_out, vals_in,
+                                                      vals_out, static_cast<int>(nnz),
+                                                      static_cast<int>(segments), ptr, ptr + 1,
+                                                      stream),
+                  what);
+  return Status::Ok();
+}
+
 Status read_last(const index_t* ptr, index_t n, index_t* out, cudaStream_t stream) {
   SMCR_CUDA_CHECK(cudaMemcpyAsync(out, ptr + n, sizeof(index_t), cudaMemcpyDeviceToHost, stream),
                   "read count");
@@ -449,17 +470,8 @@ Status kreciprocal_jaccard_cuda(const float* x, index_t n, index_t d, const inde
         q_val_u);
     SMCR_RETURN_IF_ERROR(launch_status("qe_kernel<fill>"));
   }
-  {
-    std::size_t bytes = 0;
-    SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, q_col_u, q_col, q_val_u,
-                                                        q_val, static_cast<int>(q_nnz), static_cast<int>(n), q_ptr, q_ptr + 1, stream),
-                    "sort size");
-    void* tmp = alloc.allocate(bytes);
-    if (!tmp) return oom();
-    SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp, bytes, q_col_u, q_col, q_val_u, q_val,
-                                                        static_cast<int>(q_nnz), static_cast<int>(n), q_ptr, q_ptr + 1, stream),
-                    "sort query expansion rows");
-  }
+  SMCR_RETURN_IF_ERROR(segmented_sort_pairs(q_col_u, q_col, q_val_u, q_val, q_nnz, n, q_ptr, alloc,
+                                            stream, "sort query expansion rows"));
 
   // 4. inverted index: rows of every column, ascending
   int32_t* t_count = scratch_alloc<int32_t>(alloc, n);
@@ -483,17 +495,8 @@ Status kreciprocal_jaccard_cuda(const float* x, index_t n, index_t d, const inde
   transpose_fill_kernel<<<ggrid, 256, 0, stream>>>(q_col, q_val, row_of, q_nnz, t_ptr, t_fill,
                                                    t_row_u, t_val_u);
   SMCR_RETURN_IF_ERROR(launch_status("transpose_fill_kernel"));
-  {
-    std::size_t bytes = 0;
-    SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(nullptr, bytes, t_row_u, t_row, t_val_u,
-                                                        t_val, static_cast<int>(q_nnz), static_cast<int>(n), t_ptr, t_ptr + 1, stream),
-                    "sort size");
-    void* tmp = alloc.allocate(bytes);
-    if (!tmp) return oom();
-    SMCR_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(tmp, bytes, t_row_u, t_row, t_val_u, t_val,
-                                                        static_cast<int>(q_nnz), static_cast<int>(n), t_ptr, t_ptr + 1, stream),
-                    "sort inverted index");
-  }
+  SMCR_RETURN_IF_ERROR(segmented_sort_pairs(t_row_u, t_row, t_val_u, t_val, q_nnz, n, t_ptr, alloc,
+                                            stream, "sort inverted index"));
 
   // 5. Jaccard rows: count, scan, fill keys, sort each row after its self entry, decode.
   index_t* row_count = scratch_alloc<index_t>(alloc, n);

@@ -41,6 +41,27 @@ Status knn_init_cpu(index_t rows, int k, float* best_sim, index_t* best_idx) {
   return Status::Ok();
 }
 
+namespace {
+
+// Merge one row of similarities into a running list; col_id(c) names candidate c.
+template <typename ColId>
+inline void merge_row(const float* srow, index_t cols, ColId col_id, int k, float* bs,
+                      index_t* bi) {
+  float thr = bs[k - 1];
+  index_t thr_idx = bi[k - 1];
+  for (index_t c = 0; c < cols; ++c) {
+    const float s = srow[c];
+    if (s < thr) continue;  // the common case: one compare per candidate
+    const index_t j = col_id(c);
+    if (!better(s, j, thr, thr_idx)) continue;
+    insert_sorted(s, j, k, bs, bi);
+    thr = bs[k - 1];
+    thr_idx = bi[k - 1];
+  }
+}
+
+}  // namespace
+
 Status knn_merge_block_cpu(const float* sims, index_t rows, index_t cols, index_t ld,
                            index_t col0, int k, float* best_sim, index_t* best_idx) {
   Status st = check_args(rows, k);
@@ -49,22 +70,9 @@ Status knn_merge_block_cpu(const float* sims, index_t rows, index_t cols, index_
     return Status::Error("knn_merge_block: need 0 <= cols <= ld, got cols=" +
                          std::to_string(cols) + " ld=" + std::to_string(ld));
 #pragma omp parallel for schedule(static)
-  for (index_t r = 0; r < rows; ++r) {
-    const float* srow = sims + r * ld;
-    float* bs = best_sim + r * k;
-    index_t* bi = best_idx + r * k;
-    float thr = bs[k - 1];
-    index_t thr_idx = bi[k - 1];
-    for (index_t c = 0; c < cols; ++c) {
-      const float s = srow[c];
-      if (s < thr) continue;  // the common case: one compare per candidate
-      const index_t j = col0 + c;
-      if (!better(s, j, thr, thr_idx)) continue;
-      insert_sorted(s, j, k, bs, bi);
-      thr = bs[k - 1];
-      thr_idx = bi[k - 1];
-    }
-  }
+  for (index_t r = 0; r < rows; ++r)
+    merge_row(sims + r * ld, cols, [col0](index_t c) { return col0 + c; }, k, best_sim + r * k,
+              best_idx + r * k);
   return Status::Ok();
 }
 
@@ -75,22 +83,9 @@ Status knn_merge_gather_cpu(const float* sims, index_t rows, index_t cols, index
   if (!st.ok()) return st;
   if (cols < 0 || ld < cols) return Status::Error("knn_merge_gather: need 0 <= cols <= ld");
 #pragma omp parallel for schedule(static)
-  for (index_t r = 0; r < rows; ++r) {
-    const float* srow = sims + r * ld;
-    float* bs = best_sim + row_ids[r] * k;
-    index_t* bi = best_idx + row_ids[r] * k;
-    float thr = bs[k - 1];
-    index_t thr_idx = bi[k - 1];
-    for (index_t c = 0; c < cols; ++c) {
-      const float s = srow[c];
-      if (s < thr) continue;
-      const index_t j = col_ids[c];
-      if (!better(s, j, thr, thr_idx)) continue;
-      insert_sorted(s, j, k, bs, bi);
-      thr = bs[k - 1];
-      thr_idx = bi[k - 1];
-    }
-  }
+  for (index_t r = 0; r < rows; ++r)
+    merge_row(sims + r * ld, cols, [col_ids](index_t c) { return col_ids[c]; }, k,
+              best_sim + row_ids[r] * k, best_idx + row_ids[r] * k);
   return Status::Ok();
 }
 

@@ -100,16 +100,8 @@ std::tuple<at::Tensor, at::Tensor> knn_ivf_cpu(const at::Tensor& x, const at::Te
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kreciprocal_jaccard_cpu(
     const at::Tensor& x, const at::Tensor& knn_idx, const at::Tensor& knn_dist, int64_t k1,
     int64_t k2, double max_dist) {
-  check_features(x, "features");
+  check_knn_lists(x, knn_idx, knn_dist);
   const int64_t n = x.size(0);
-  TORCH_CHECK(knn_idx.dim() == 2 && knn_idx.size(0) == n && knn_idx.scalar_type() == at::kLong &&
-                  knn_idx.is_contiguous(),
-              "knn_indices must be a contiguous int64 (N, K) tensor with N=", n, ", got ",
-              knn_idx.sizes(), " ", knn_idx.scalar_type());
-  TORCH_CHECK(knn_dist.sizes() == knn_idx.sizes() && knn_dist.scalar_type() == at::kFloat &&
-                  knn_dist.is_contiguous(),
-              "knn_distances must be a contiguous float32 tensor shaped like knn_indices, got ",
-              knn_dist.sizes(), " ", knn_dist.scalar_type());
   at::Tensor indptr = at::empty({n + 1}, knn_idx.options());
   at::Tensor indices, distances;
   smcr::CsrOutputAlloc alloc = [&](smcr::index_t nnz, smcr::index_t** pi, float** pd) {

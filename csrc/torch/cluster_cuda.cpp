@@ -58,15 +58,9 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x, int64_t k, int6
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kreciprocal_jaccard_cuda(
     const at::Tensor& x, const at::Tensor& knn_idx, const at::Tensor& knn_dist, int64_t k1,
     int64_t k2, double max_dist) {
-  check_features(x, "features");
+  check_knn_lists(x, knn_idx, knn_dist);
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = x.size(0);
-  TORCH_CHECK(knn_idx.dim() == 2 && knn_idx.size(0) == n && knn_idx.scalar_type() == at::kLong &&
-                  knn_idx.is_contiguous() && knn_idx.device() == x.device(),
-              "knn_indices must be a contiguous int64 (N, K) tensor on the features' device");
-  TORCH_CHECK(knn_dist.sizes() == knn_idx.sizes() && knn_dist.scalar_type() == at::kFloat &&
-                  knn_dist.is_contiguous() && knn_dist.device() == x.device(),
-              "knn_distances must be a contiguous float32 tensor shaped like knn_indices");
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   TensorAllocator scratch(x.device());
   at::Tensor indptr = at::empty({n + 1}, knn_idx.options());

@@ -38,6 +38,22 @@ inline void check_features(const at::Tensor& x, const char* name) {
   TORCH_CHECK(x.is_contiguous(), name, " must be contiguous");
 }
 
+// The inputs of the Jaccard op: features and their (N, K) neighbour lists on one device.
+inline void check_knn_lists(const at::Tensor& x, const at::Tensor& knn_idx,
+                            const at::Tensor& knn_dist) {
+  check_features(x, "features");
+  const int64_t n = x.size(0);
+  TORCH_CHECK(knn_idx.dim() == 2 && knn_idx.size(0) == n && knn_idx.scalar_type() == at::kLong &&
+                  knn_idx.is_contiguous() && knn_idx.device() == x.device(),
+              "knn_indices must be a contiguous int64 (N, K) tensor with N=", n,
+              " on the features' device, got ", knn_idx.sizes(), " ", knn_idx.scalar_type(), " on ",
+              knn_idx.device());
+  TORCH_CHECK(knn_dist.sizes() == knn_idx.sizes() && knn_dist.scalar_type() == at::kFloat &&
+                  knn_dist.is_contiguous() && knn_dist.device() == x.device(),
+              "knn_distances must be a contiguous float32 tensor shaped like knn_indices, got ",
+              knn_dist.sizes(), " ", knn_dist.scalar_type());
+}
+
 inline void check_int64_vector(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.dim() == 1, name, " must be 1-D, got shape ", t.sizes());
   TORCH_CHECK(t.scalar_type() == at::kLong, name, " must be int64, got ", t.scalar_type());
