@@ -20,7 +20,8 @@ venv: $(PY)
 # then build our extension against that torch (--no-build-isolation).
 install: $(PY)
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q numpy scipy scikit-learn pillow pyyaml tqdm matplotlib pytest ruff faiss-cpu
+	$(PIP) install -q numpy scipy scikit-learn pillow pyyaml tqdm matplotlib pytest ruff faiss-cpu onnx onnxruntime
+	$(PIP) install -q --no-deps torchreid==0.2.5   # test-only peer: its evaluator file alone is loaded
 	$(PIP) install -q --no-build-isolation -e .
 
 pytest: install

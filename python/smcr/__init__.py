@@ -6,6 +6,8 @@ refinement) over fast, exact, sparse pseudo-label kernels (CPU + CUDA). Sub-pack
     smcr.synth      procedural synthetic person data with automatic labels (GSPR-like)
     smcr.data       readers (Market-1501, DukeMTMC-reID, MSMT17, synthetic, custom),
                     dataset, identity sampler, augmentation
+    smcr.models     ResNet-18/34/50 and IBN-a backbones, re-ID head, DSBN, local weights
+    smcr.evaluation mAP / mINP / CMC (Market-1501 protocol), k-reciprocal re-ranking
     smcr.cluster    PseudoLabeler: k-reciprocal Jaccard + DBSCAN + reliability criteria
     smcr.reference  dense PyTorch references of the kernels (test oracles)
     smcr.simulate   re-ID-like feature sets for tests and benchmarks
@@ -16,13 +18,31 @@ from __future__ import annotations
 from smcr_ext import backends
 
 from .cluster import ClusteringCollapsed, PseudoLabeler, PseudoLabels
+from .evaluation import EvalResult, NoValidQueryError, evaluate, evaluate_distmat
+from .export import export_onnx
+from .extract import ExtractResult, extract
+from .models import ModelConfig, ReIDModel, build_model, load_checkpoint, save_checkpoint
+from .visualize import visualize_ranks
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClusteringCollapsed",
+    "EvalResult",
+    "ExtractResult",
+    "ModelConfig",
+    "NoValidQueryError",
     "PseudoLabeler",
     "PseudoLabels",
+    "ReIDModel",
     "__version__",
     "backends",
+    "build_model",
+    "evaluate",
+    "evaluate_distmat",
+    "export_onnx",
+    "extract",
+    "load_checkpoint",
+    "save_checkpoint",
+    "visualize_ranks",
 ]

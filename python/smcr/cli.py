@@ -3,6 +3,9 @@ only assembles them:
 
     smcr synth        generate a synthetic re-ID dataset (or --preview its contact sheet)
     smcr check-data   print the subset / #ids / #images / #cameras table of a dataset
+    smcr evaluate     mAP / mINP / CMC of a checkpoint on query and gallery folders
+    smcr visrank      pictures of ranked lists (paper Fig. 6)
+    smcr export       ONNX export with an onnxruntime parity check
     smcr backends     which kernels are compiled (CPU, CUDA, OpenMP threads, faiss)
     smcr demo         the demo of `make demo`
 """
@@ -23,7 +26,10 @@ def _backends(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .demo import add_demo_parser
+    from .evaluation import add_evaluate_parser
+    from .export import add_export_parser
     from .synth.cli import add_check_data_parser, add_synth_parser
+    from .visualize import add_visrank_parser
 
     parser = argparse.ArgumentParser(
         prog="smcr",
@@ -32,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_synth_parser(sub)
     add_check_data_parser(sub)
+    add_evaluate_parser(sub)
+    add_visrank_parser(sub)
+    add_export_parser(sub)
     add_demo_parser(sub)
     p = sub.add_parser("backends", help="print which kernels are compiled")
     p.set_defaults(func=_backends)

@@ -1,0 +1,203 @@
+"""Weights from local files only: pretrained state dicts in the field's layouts, and smcr
+checkpoints (config + state dict). Nothing here touches the network.
+
+Layouts mapped onto `ReIDModel` (and onto a bare `ResNet` trunk):
+  torchvision / timm ResNet   conv1.weight, bn1.*, layer1.0.conv1.weight, ..., fc.*
+                              (timm's deep-stem "d" variants are not mapped)
+  IBN-Net (XingangPan)        the same, with layerN.M.bn1.IN.* / layerN.M.bn1.BN.*
+  SpCL / MMT checkpoints      module.base.0 (conv1), base.1 (bn1), base.3-6 (layer1-4),
+                              feat_bn (neck), classifier; {'state_dict': ...} wrappers
+  smcr                        backbone.*, pool.*, neck.*, classifier.*
+A `module.` prefix (DataParallel/DDP) is stripped. Into a DSBN model, a plain BN's entry
+fills both `bn_s` and `bn_t`. `fc.*` (ImageNet classifier) is reported as unexpected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .reid import ModelConfig, ReIDModel, build_model
+from .resnet import ResNet
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "LoadReport",
+    "load_checkpoint",
+    "load_pretrained",
+    "load_state_file",
+    "save_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "smcr-reid-v1"
+_SPCL_BASE = {"0": "conv1", "1": "bn1", "3": "layer1", "4": "layer2", "5": "layer3", "6": "layer4"}
+_TRUNK_ROOTS = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.")
+
+
+@dataclass
+class LoadReport:
+    """What `load_pretrained` did.
+
+    loaded: model keys filled from the file; missing: model keys the file lacks
+    (BatchNorm `num_batches_tracked` counters excluded); unexpected: file keys (after
+    mapping) that the model lacks; mismatched: (key, model shape, file shape), skipped.
+    """
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every trunk key was loaded and nothing had the wrong shape."""
+        return not self.mismatched and not any(
+            k.startswith("backbone.") or k.startswith(_TRUNK_ROOTS) for k in self.missing
+        )
+
+    def __str__(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors from {self.path}"]
+        for title, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (
+                    f", ... ({len(keys)} in all)" if len(keys) > 8 else ""
+                )
+                lines.append(f"{title} ({len(keys)}): {shown}")
+        for k, ms, fs in self.mismatched:
+            lines.append(f"shape mismatch (skipped): {k}: model {list(ms)} vs file {list(fs)}")
+        return "\n".join(lines)
+
+
+def _check_local_path(path: Any, name: str = "path") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path to a local file, got {type(path).__name__}")
+    s = os.fspath(path)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", s):
+        raise ValueError(
+            f"{name} must be a local file; weights are never downloaded, got the URL {s!r}"
+        )
+    p = Path(s).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"{name}: no such file {s!r}")
+    return p
+
+
+def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The state dict of a local .pth/.pth.tar/.pt file: unwrapped from {'state_dict'|
+    'model'|'state_dict_ema': ...}, tensors only, loaded with weights_only=True."""
+    p = _check_local_path(path)
+    obj = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"{os.fspath(path)!r} does not hold a state dict (got {type(obj).__name__})"
+        )
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def _canonical(key: str) -> str:
+    """A file key in the smcr ReIDModel layout."""
+    while key.startswith("module."):
+        key = key[len("module.") :]
+    m = re.match(r"^base\.(\d+)\.(.*)$", key)
+    if m and m.group(1) in _SPCL_BASE:
+        return f"backbone.{_SPCL_BASE[m.group(1)]}.{m.group(2)}"
+    if key.startswith("feat_bn."):
+        return "neck." + key[len("feat_bn.") :]
+    if key.startswith(_TRUNK_ROOTS):
+        return "backbone." + key
+    return key
+
+
+def _plain_name(model_key: str) -> str:
+    return model_key.replace(".bn_s.", ".").replace(".bn_t.", ".")
+
+
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, *, strict: bool = False
+) -> LoadReport:
+    """Copy the matching tensors of a local weights file into `model` (a ReIDModel or a
+    bare ResNet trunk) and report what matched.
+
+    Args:
+        model: the network to fill (in place).
+        path: a local file; URLs are refused (nothing is downloaded).
+        strict: raise ValueError unless every trunk tensor was loaded with its shape.
+
+    Returns:
+        LoadReport (also printable).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    src = {_canonical(k): v for k, v in load_state_file(path).items()}
+    prefix = "backbone." if isinstance(model, ResNet) else ""
+    if prefix:  # a bare trunk: its own keys lack the "backbone." root
+        src = {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in src.items()}
+    target = model.state_dict()
+    report = LoadReport(path=os.fspath(path))
+    used: set[str] = set()
+    new_state: dict[str, torch.Tensor] = {}
+    for key, cur in target.items():
+        src_key = key if key in src else _plain_name(key)
+        if src_key not in src:
+            if not key.endswith("num_batches_tracked"):
+                report.missing.append(key)
+            continue
+        used.add(src_key)
+        val = src[src_key]
+        if tuple(val.shape) != tuple(cur.shape):
+            report.mismatched.append((key, tuple(cur.shape), tuple(val.shape)))
+            continue
+        new_state[key] = val.to(dtype=cur.dtype)
+        report.loaded.append(key)
+    report.unexpected = sorted(k for k in src if k not in used)
+    if strict and not report.ok:
+        raise ValueError(f"strict load of {os.fspath(path)!r} failed:\n{report}")
+    model.load_state_dict(new_state, strict=False)
+    return report
+
+
+def save_checkpoint(model: ReIDModel, path: str | os.PathLike, **extra: Any) -> None:
+    """Save `model` with its config so that `load_checkpoint(path)` rebuilds it.
+
+    extra: more picklable-as-plain-data entries (epoch, metrics ...), stored alongside.
+    """
+    if not isinstance(model, ReIDModel):
+        raise TypeError(f"model must be a ReIDModel, got {type(model).__name__}")
+    reserved = {"format", "config", "state_dict"} & set(extra)
+    if reserved:
+        raise ValueError(f"extra must not use the reserved keys {sorted(reserved)}")
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ReIDModel:
+    """Rebuild the ReIDModel saved by `save_checkpoint` (weights_only load, strict keys)."""
+    p = _check_local_path(path)
+    obj = torch.load(p, map_location=map_location, weights_only=True)
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not an smcr checkpoint (no format={CHECKPOINT_FORMAT!r}); "
+            "to load pretrained weights into a new network use "
+            "build_model(arch=..., pretrained=path)"
+        )
+    model = build_model(ModelConfig.from_dict(obj["config"]))
+    model.load_state_dict(obj["state_dict"], strict=True)
+    return model
