@@ -19,16 +19,32 @@ from .cluster import (
     knn,
     kreciprocal_jaccard,
 )
+from .losses import (
+    HybridMemoryLoss,
+    LabelIndex,
+    SoftTripletOutput,
+    hybrid_memory_loss,
+    hybrid_memory_update_,
+    label_index,
+    soft_triplet,
+)
 
 __all__ = [
     "ClusterReliability",
+    "HybridMemoryLoss",
     "JaccardGraph",
     "KnnResult",
+    "LabelIndex",
+    "SoftTripletOutput",
     "backends",
     "cluster_reliability",
     "dbscan",
+    "hybrid_memory_loss",
+    "hybrid_memory_update_",
     "knn",
     "kreciprocal_jaccard",
+    "label_index",
+    "soft_triplet",
 ]
 
 
