@@ -450,8 +450,8 @@ def _triplet_fake(student, teacher, labels, margin):
 
 
 @torch.library.register_fake("smcr::_soft_triplet_backward")
-def _triplet_backward_fake(grad_loss, grad_per_anchor, student, pos_index, neg_index,
-                           grad_coef, dtype):
+def _triplet_backward_fake(grad_loss, grad_per_anchor, student, pos_index, neg_index, dist_ap,
+                           dist_an, grad_coef, dtype):
     return student.new_empty(student.shape, dtype=dtype)
 
 
@@ -490,20 +490,20 @@ torch.library.register_autograd(
 
 def _triplet_setup_context(ctx, inputs, output):
     student, _teacher, _labels, _margin = inputs
-    _loss, _per, pos, neg, _dap, _dan, coef = output
+    _loss, _per, pos, neg, dap, dan, coef = output
     ctx.student_dtype = student.dtype
-    ctx.save_for_backward(student, pos, neg, coef)
-    ctx.mark_non_differentiable(pos, neg, output[4], output[5], coef)
+    ctx.save_for_backward(student, pos, neg, dap, dan, coef)
+    ctx.mark_non_differentiable(pos, neg, dap, dan, coef)
 
 
 def _triplet_backward(ctx, grad_loss, grad_per_anchor, *_unused):
-    student, pos, neg, coef = ctx.saved_tensors
+    student, pos, neg, dap, dan, coef = ctx.saved_tensors
     if grad_loss is None:
         grad_loss = coef.new_zeros(())
     if grad_per_anchor is None:
         grad_per_anchor = coef.new_zeros((coef.shape[0],))
     grad_student = _ops._soft_triplet_backward(
-        grad_loss, grad_per_anchor, student, pos, neg, coef, ctx.student_dtype
+        grad_loss, grad_per_anchor, student, pos, neg, dap, dan, coef, ctx.student_dtype
     )
     return grad_student, None, None, None
 

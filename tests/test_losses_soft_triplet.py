@@ -71,8 +71,8 @@ def test_opcheck():
     out = torch.ops.smcr.soft_triplet(student, teacher, labels, 0.0)
     torch.library.opcheck(
         torch.ops.smcr._soft_triplet_backward.default,
-        (torch.tensor(1.0, dtype=f64), torch.rand(8, dtype=f64), student, out[2], out[3], out[6],
-         torch.float64),
+        (torch.tensor(1.0, dtype=f64), torch.rand(8, dtype=f64), student, out[2], out[3], out[4],
+         out[5], out[6], torch.float64),
     )
 
 

@@ -54,13 +54,15 @@ Status soft_triplet_forward_cpu(const Acc* student, const Acc* teacher, const Ac
                                 index_t* neg_index, Acc* dist_ap, Acc* dist_an, Acc* grad_coef);
 
 // Backward: grad_student (B, D) Acc = d (grad_loss[0] * loss + sum_i grad_per_anchor[i] *
-// per_anchor_i) / d student, from the forward's indices and coefficients. grad_per_anchor
-// may be null (zero).
+// per_anchor_i) / d student, from the forward's indices, distances and coefficients (no
+// distance is recomputed; a pair whose stored distance is the clamp value sqrt(1e-12) gets
+// no gradient). grad_per_anchor may be null (zero).
 template <typename Acc>
 Status soft_triplet_backward_cpu(const Acc* student, index_t batch, index_t dim,
                                  const index_t* pos_index, const index_t* neg_index,
-                                 const Acc* grad_coef, const Acc* grad_loss,
-                                 const Acc* grad_per_anchor, Acc* grad_student);
+                                 const Acc* dist_ap, const Acc* dist_an, const Acc* grad_coef,
+                                 const Acc* grad_loss, const Acc* grad_per_anchor,
+                                 Acc* grad_student);
 
 // CUDA versions (soft_triplet.cu): same contracts, device pointers (grad_loss included), work
 // queued on `stream`; gram must be given.
@@ -74,12 +76,19 @@ Status soft_triplet_forward_cuda(const Acc* student, const Acc* teacher, const A
 template <typename Acc>
 Status soft_triplet_backward_cuda(const Acc* student, index_t batch, index_t dim,
                                   const index_t* pos_index, const index_t* neg_index,
-                                  const Acc* grad_coef, const Acc* grad_loss,
-                                  const Acc* grad_per_anchor, Acc* grad_student,
-                                  cudaStream_t stream);
+                                  const Acc* dist_ap, const Acc* dist_an, const Acc* grad_coef,
+                                  const Acc* grad_loss, const Acc* grad_per_anchor,
+                                  Acc* grad_student, cudaStream_t stream);
 
-// The squared distance both versions use for the loss (after mining): sum over t of
-// (a_t - b_t)^2, accumulated in double in ascending t (CPU) or by a fixed tree (CUDA).
+// The loss's squared distances (after mining) are sums over t of (a_t - b_t)^2, accumulated
+// in double (in ascending t on the CPU, by a fixed tree on CUDA), clamped to this minimum.
 constexpr double kTripletMinSquaredDistance = 1e-12;
+
+// The clamped distance d = sqrt(max(sq, 1e-12)) in Acc; d <= clamped_distance(0) means the
+// clamp was active (zero gradient).
+template <typename Acc>
+SMCR_HD Acc clamped_distance(double sq) {
+  return static_cast<Acc>(m_sqrt(sq > kTripletMinSquaredDistance ? sq : kTripletMinSquaredDistance));
+}
 
 }  // namespace smcr

@@ -21,11 +21,6 @@ double squared_distance(const Acc* x, index_t i, index_t j, index_t dim) {
   return s;
 }
 
-template <typename Acc>
-Acc clamped_distance(double sq) {
-  return static_cast<Acc>(std::sqrt(std::max(sq, kTripletMinSquaredDistance)));
-}
-
 }  // namespace
 
 template <typename Acc>
@@ -108,8 +103,9 @@ Status soft_triplet_forward_cpu(const Acc* student, const Acc* teacher, const Ac
 template <typename Acc>
 Status soft_triplet_backward_cpu(const Acc* student, index_t batch, index_t dim,
                                  const index_t* pos_index, const index_t* neg_index,
-                                 const Acc* grad_coef, const Acc* grad_loss,
-                                 const Acc* grad_per_anchor, Acc* grad_student) {
+                                 const Acc* dist_ap, const Acc* dist_an, const Acc* grad_coef,
+                                 const Acc* grad_loss, const Acc* grad_per_anchor,
+                                 Acc* grad_student) {
   if (batch < 0 || dim < 1)
     return Status::Error("soft_triplet_backward: need batch >= 0 and dim >= 1");
   index_t valid = 0;
@@ -121,16 +117,16 @@ Status soft_triplet_backward_cpu(const Acc* student, index_t batch, index_t dim,
                            " are not from the forward");
     valid += p >= 0;
   }
-  // a_i, b_i: the anchor's weights on (x_i - x_p) / d_ip and (x_i - x_n) / d_in.
+  // a_i, b_i: the anchor's weights on (x_i - x_p) and (x_i - x_n), i.e. its coefficient
+  // divided by the distance (0 where the clamp was active).
   std::vector<Acc> a(batch, Acc(0)), b(batch, Acc(0));
   const Acc gl = valid > 0 ? grad_loss[0] / static_cast<Acc>(valid) : Acc(0);
+  const Acc dmin = clamped_distance<Acc>(0.0);
   for (index_t i = 0; i < batch; ++i) {
     if (pos_index[i] < 0) continue;
     const Acc c = (gl + (grad_per_anchor ? grad_per_anchor[i] : Acc(0))) * grad_coef[i];
-    const double sp = squared_distance(student, i, pos_index[i], dim);
-    const double sn = squared_distance(student, i, neg_index[i], dim);
-    if (sp >= kTripletMinSquaredDistance) a[i] = c / clamped_distance<Acc>(sp);
-    if (sn >= kTripletMinSquaredDistance) b[i] = c / clamped_distance<Acc>(sn);
+    if (dist_ap[i] > dmin) a[i] = c / dist_ap[i];
+    if (dist_an[i] > dmin) b[i] = c / dist_an[i];
   }
 #pragma omp parallel for schedule(static)
   for (index_t r = 0; r < batch; ++r) {
@@ -165,9 +161,11 @@ template Status soft_triplet_forward_cpu<double>(const double*, const double*, c
                                                  double*, double*);
 template Status soft_triplet_backward_cpu<float>(const float*, index_t, index_t, const index_t*,
                                                  const index_t*, const float*, const float*,
-                                                 const float*, float*);
+                                                 const float*, const float*, const float*,
+                                                 float*);
 template Status soft_triplet_backward_cpu<double>(const double*, index_t, index_t,
                                                   const index_t*, const index_t*, const double*,
-                                                  const double*, const double*, double*);
+                                                  const double*, const double*, const double*,
+                                                  const double*, double*);
 
 }  // namespace smcr

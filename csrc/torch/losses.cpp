@@ -128,27 +128,10 @@ at::Tensor hybrid_memory_backward_impl(const at::Tensor& grad_loss,
   return out;
 }
 
-void check_backward_args(const at::Tensor& grad_loss, const at::Tensor& grad_per_sample,
-                         const at::Tensor& grad_cache) {
-  TORCH_CHECK(grad_cache.dim() == 2 && grad_cache.is_contiguous() &&
-                  (grad_cache.scalar_type() == at::kFloat ||
-                   grad_cache.scalar_type() == at::kDouble),
-              "grad_cache must be the contiguous (B, D) float32/float64 cache of the forward "
-              "(run with compute_grad=True), got ", grad_cache.sizes(), " ",
-              grad_cache.scalar_type());
-  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
-              grad_loss.sizes());
-  TORCH_CHECK(grad_per_sample.dim() == 1 && grad_per_sample.numel() == grad_cache.size(0),
-              "grad_per_sample must be (B,) with B = ", grad_cache.size(0), ", got shape ",
-              grad_per_sample.sizes());
-  check_same_device(grad_loss, "grad_loss", grad_cache, "grad_cache");
-  check_same_device(grad_per_sample, "grad_per_sample", grad_cache, "grad_cache");
-}
-
 at::Tensor hybrid_memory_loss_backward_cpu(const at::Tensor& grad_loss,
                                            const at::Tensor& grad_per_sample,
                                            const at::Tensor& grad_cache, at::ScalarType dtype) {
-  check_backward_args(grad_loss, grad_per_sample, grad_cache);
+  check_hybrid_memory_backward(grad_loss, grad_per_sample, grad_cache);
   at::Tensor out = grad_cache.scalar_type() == at::kDouble
                        ? hybrid_memory_backward_impl<double>(grad_loss, grad_per_sample, grad_cache)
                        : hybrid_memory_backward_impl<float>(grad_loss, grad_per_sample, grad_cache);
@@ -215,6 +198,7 @@ template <typename Acc>
 at::Tensor soft_triplet_backward_impl(const at::Tensor& grad_loss,
                                       const at::Tensor& grad_per_anchor, const at::Tensor& x,
                                       const at::Tensor& pos, const at::Tensor& neg,
+                                      const at::Tensor& dap, const at::Tensor& dan,
                                       const at::Tensor& coef) {
   const int64_t B = x.size(0), D = x.size(1);
   const at::Tensor gl = grad_loss.to(coef.scalar_type()).contiguous();
@@ -222,40 +206,25 @@ at::Tensor soft_triplet_backward_impl(const at::Tensor& grad_loss,
   at::Tensor out = at::empty({B, D}, x.options());
   check_status(smcr::soft_triplet_backward_cpu<Acc>(
       x.data_ptr<Acc>(), B, D, pos.data_ptr<int64_t>(), neg.data_ptr<int64_t>(),
-      coef.data_ptr<Acc>(), gl.data_ptr<Acc>(), gpa.data_ptr<Acc>(), out.data_ptr<Acc>()));
+      dap.data_ptr<Acc>(), dan.data_ptr<Acc>(), coef.data_ptr<Acc>(), gl.data_ptr<Acc>(),
+      gpa.data_ptr<Acc>(), out.data_ptr<Acc>()));
   return out;
-}
-
-void check_triplet_backward_args(const at::Tensor& grad_loss, const at::Tensor& grad_per_anchor,
-                                 const at::Tensor& student, const at::Tensor& pos,
-                                 const at::Tensor& neg, const at::Tensor& coef) {
-  TORCH_CHECK(student.dim() == 2, "student must be 2-D (B, D), got shape ", student.sizes());
-  const int64_t B = student.size(0);
-  check_int64_vector(pos, "pos_index");
-  check_int64_vector(neg, "neg_index");
-  TORCH_CHECK(pos.numel() == B && neg.numel() == B && coef.dim() == 1 && coef.numel() == B &&
-                  coef.is_contiguous() &&
-                  (coef.scalar_type() == at::kFloat || coef.scalar_type() == at::kDouble),
-              "pos_index, neg_index and grad_coef must be the forward's (B,) outputs, B = ", B);
-  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
-              grad_loss.sizes());
-  TORCH_CHECK(grad_per_anchor.dim() == 1 && grad_per_anchor.numel() == B,
-              "grad_per_anchor must be (B,) with B = ", B, ", got shape ", grad_per_anchor.sizes());
-  for (const at::Tensor* t : {&grad_loss, &grad_per_anchor, &pos, &neg, &coef})
-    check_same_device(*t, "backward inputs", student, "student");
 }
 
 at::Tensor soft_triplet_backward_cpu(const at::Tensor& grad_loss,
                                      const at::Tensor& grad_per_anchor,
                                      const at::Tensor& student, const at::Tensor& pos,
-                                     const at::Tensor& neg, const at::Tensor& coef,
+                                     const at::Tensor& neg, const at::Tensor& dist_ap,
+                                     const at::Tensor& dist_an, const at::Tensor& coef,
                                      at::ScalarType dtype) {
-  check_triplet_backward_args(grad_loss, grad_per_anchor, student, pos, neg, coef);
+  check_triplet_backward_args(grad_loss, grad_per_anchor, student, pos, neg, dist_ap, dist_an,
+                              coef);
   const at::Tensor x = student.to(coef.scalar_type()).contiguous();
-  at::Tensor out =
-      coef.scalar_type() == at::kDouble
-          ? soft_triplet_backward_impl<double>(grad_loss, grad_per_anchor, x, pos, neg, coef)
-          : soft_triplet_backward_impl<float>(grad_loss, grad_per_anchor, x, pos, neg, coef);
+  at::Tensor out = coef.scalar_type() == at::kDouble
+                       ? soft_triplet_backward_impl<double>(grad_loss, grad_per_anchor, x, pos,
+                                                            neg, dist_ap, dist_an, coef)
+                       : soft_triplet_backward_impl<float>(grad_loss, grad_per_anchor, x, pos,
+                                                           neg, dist_ap, dist_an, coef);
   return out.to(dtype);
 }
 

@@ -119,4 +119,48 @@ inline at::ScalarType check_soft_triplet(const at::Tensor& student,
   return acc_type_of(student);
 }
 
+inline void check_hybrid_memory_backward(const at::Tensor& grad_loss,
+                                         const at::Tensor& grad_per_sample,
+                                         const at::Tensor& grad_cache) {
+  TORCH_CHECK(grad_cache.dim() == 2 && grad_cache.is_contiguous() &&
+                  (grad_cache.scalar_type() == at::kFloat ||
+                   grad_cache.scalar_type() == at::kDouble),
+              "grad_cache must be the contiguous (B, D) float32/float64 cache of the forward "
+              "(run with compute_grad=True), got ", grad_cache.sizes(), " ",
+              grad_cache.scalar_type());
+  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
+              grad_loss.sizes());
+  TORCH_CHECK(grad_per_sample.dim() == 1 && grad_per_sample.numel() == grad_cache.size(0),
+              "grad_per_sample must be (B,) with B = ", grad_cache.size(0), ", got shape ",
+              grad_per_sample.sizes());
+  check_same_device(grad_loss, "grad_loss", grad_cache, "grad_cache");
+  check_same_device(grad_per_sample, "grad_per_sample", grad_cache, "grad_cache");
+}
+
+inline void check_triplet_backward_args(const at::Tensor& grad_loss,
+                                        const at::Tensor& grad_per_anchor,
+                                        const at::Tensor& student, const at::Tensor& pos,
+                                        const at::Tensor& neg, const at::Tensor& dap,
+                                        const at::Tensor& dan, const at::Tensor& coef) {
+  TORCH_CHECK(student.dim() == 2, "student must be 2-D (B, D), got shape ", student.sizes());
+  const int64_t B = student.size(0);
+  check_int64_vector(pos, "pos_index");
+  check_int64_vector(neg, "neg_index");
+  TORCH_CHECK(coef.scalar_type() == at::kFloat || coef.scalar_type() == at::kDouble,
+              "grad_coef must be float32 or float64, got ", coef.scalar_type());
+  for (const at::Tensor* t : {&dap, &dan, &coef})
+    TORCH_CHECK(t->dim() == 1 && t->numel() == B && t->is_contiguous() &&
+                    t->scalar_type() == coef.scalar_type(),
+                "dist_ap, dist_an and grad_coef must be the forward's contiguous (B,) outputs, "
+                "B = ", B);
+  TORCH_CHECK(pos.numel() == B && neg.numel() == B,
+              "pos_index and neg_index must be the forward's (B,) outputs, B = ", B);
+  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
+              grad_loss.sizes());
+  TORCH_CHECK(grad_per_anchor.dim() == 1 && grad_per_anchor.numel() == B,
+              "grad_per_anchor must be (B,) with B = ", B, ", got shape ", grad_per_anchor.sizes());
+  for (const at::Tensor* t : {&grad_loss, &grad_per_anchor, &pos, &neg, &dap, &dan, &coef})
+    check_same_device(*t, "backward inputs", student, "student");
+}
+
 }  // namespace smcr_glue

@@ -37,7 +37,8 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor grad_coef)");
   m.def(
       "_soft_triplet_backward(Tensor grad_loss, Tensor grad_per_anchor, Tensor student, "
-      "Tensor pos_index, Tensor neg_index, Tensor grad_coef, ScalarType dtype) -> Tensor");
+      "Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, Tensor grad_coef, "
+      "ScalarType dtype) -> Tensor");
 }
 
 namespace {

@@ -240,7 +240,8 @@ static void test_soft_triplet() {
       if (pos[i] >= 0) CHECK(pos[i] == ref_pos[i]);
     const double gl = 1.0;
     CHECK_OK(smcr::soft_triplet_backward_cpu<double>(x.data(), b, d, pos.data(), neg.data(),
-                                                     coef.data(), &gl, nullptr, grad.data()));
+                                                     dap.data(), dan.data(), coef.data(), &gl,
+                                                     nullptr, grad.data()));
     for (index_t k = 0; k < b * d; ++k) {
       const double h = 1e-6;
       auto xp = x, xm = x;
