@@ -222,6 +222,7 @@ def hybrid_memory_loss(
     *,
     eps: float = 1e-6,
     block_size: int | None = None,
+    validate: bool = True,
 ) -> HybridMemoryLoss:
     """Joint contrastive loss over a hybrid memory (SMCR Eq. 4-5 / 9-10; SpCL's HybridMemory).
 
@@ -247,6 +248,10 @@ def hybrid_memory_loss(
         temperature: tau > 0 (SpCL and SMCR: 0.05).
         eps: the eps >= 0 of SpCL's masked softmax and log (1e-6).
         block_size: labels per streamed block (default 1024 on CPU; ~32 MiB of means on CUDA).
+        validate: check the values (finite features; targets in range and carried by a row)
+            before any kernel runs, at the cost of one host synchronisation on CUDA. Shapes,
+            dtypes and devices are always checked. With False, bad values give a meaningless
+            loss but never an out-of-bounds access.
 
     Returns:
         HybridMemoryLoss(loss, per_sample).
@@ -280,9 +285,8 @@ def hybrid_memory_loss(
     # Value checks, one host synchronisation.
     num_labels = index.num_labels
     in_range = (tgt >= 0) & (tgt < num_labels)
-    present = index.counts[tgt.clamp(0, max(num_labels - 1, 0))] > 0 if num_labels else in_range
-    ok = torch.isfinite(f).all() & (in_range & present).all()
-    if not bool(ok):
+    present = index.counts[tgt.clamp(0, num_labels - 1)] > 0
+    if validate and not bool(torch.isfinite(f).all() & (in_range & present).all()):
         _raise_nonfinite(f, "features")
         bad = _first_bad(~in_range)
         if bad:
@@ -304,7 +308,7 @@ def hybrid_memory_loss(
 
 
 def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
-                          momentum: float = 0.2) -> None:
+                          momentum: float = 0.2, *, validate: bool = True) -> None:
     """Momentum update of memory rows, in place:
     ``memory[r] = normalize(momentum * memory[r] + (1 - momentum) * f)`` for each (r, f).
 
@@ -318,6 +322,8 @@ def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
         rows: (B,) integer rows in [0, M).
         features: (B, D) finite features (detached here), on the memory's device.
         momentum: in [0, 1]; SpCL and SMCR use 0.2 (the new feature gets weight 0.8).
+        validate: check that features are finite and rows in range first (one host
+            synchronisation on CUDA); with False, bad rows are skipped on CUDA.
     """
     if not isinstance(memory, torch.Tensor):
         raise TypeError(f"memory must be a torch.Tensor (updated in place), got {type(memory).__name__}")
@@ -328,8 +334,7 @@ def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
     _check_pair(f, mem)
     r = _check_index_vector(rows, "rows", f.shape[0], mem.device, "B")
     momentum = _check_real(momentum, "momentum", low=0.0, high=1.0)
-    ok = torch.isfinite(f).all() & ((r >= 0) & (r < mem.shape[0])).all()
-    if not bool(ok):
+    if validate and not bool(torch.isfinite(f).all() & ((r >= 0) & (r < mem.shape[0])).all()):
         _raise_nonfinite(f, "features")
         bad = _first_bad((r < 0) | (r >= mem.shape[0]))
         raise ValueError(
@@ -348,6 +353,7 @@ def soft_triplet(
     labels: Any,
     *,
     margin: float | None = None,
+    validate: bool = True,
 ) -> SoftTripletOutput:
     """Batch-hard softmax triplet loss (MMT's SoftTripletLoss; SMCR's L_col, Eq. 12-15).
 
@@ -371,6 +377,8 @@ def soft_triplet(
         teacher: (B, D) float tensor (the other branch's mean teacher), or None.
         labels: (B,) integer (pseudo) labels.
         margin: only for the hard version, in [0, 1] (default 0).
+        validate: check that student and teacher are finite first (one host synchronisation
+            on CUDA).
 
     Returns:
         SoftTripletOutput(loss, per_anchor, pos_index, neg_index, dist_ap, dist_an).
@@ -398,7 +406,7 @@ def soft_triplet(
     ok = torch.isfinite(x).all()
     if t is not None:
         ok = ok & torch.isfinite(t).all()
-    if not bool(ok):
+    if validate and not bool(ok):
         _raise_nonfinite(x, "student")
         _raise_nonfinite(t, "teacher")
     loss, per, pos, neg, dap, dan, _ = _ops.soft_triplet(x, t, lab, m)

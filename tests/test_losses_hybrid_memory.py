@@ -124,6 +124,20 @@ def test_opcheck():
     )
 
 
+def test_validate_false_same_result_and_memory_safe():
+    features, memory, row_labels, targets = make_case(seed=11)
+    a = smcr_ext.hybrid_memory_loss(features, memory, row_labels, targets)
+    b = smcr_ext.hybrid_memory_loss(features, memory, row_labels, targets, validate=False)
+    assert torch.equal(a.per_sample, b.per_sample)
+    # Without validation the CPU kernels still refuse bad rows and targets (RuntimeError, no
+    # out-of-bounds access); the CUDA kernels skip them.
+    mem = memory.clone()
+    with pytest.raises(RuntimeError, match="rows"):
+        smcr_ext.hybrid_memory_update_(mem, torch.full((12,), 10**6), features, validate=False)
+    with pytest.raises(RuntimeError, match="targets"):
+        smcr_ext.hybrid_memory_loss(features, memory, row_labels, targets + 100, validate=False)
+
+
 def test_label_index():
     row_labels = torch.tensor([3, 0, 3, 1, 0, 3])
     idx = smcr_ext.label_index(row_labels, num_labels=5)

@@ -79,6 +79,8 @@ class HybridMemory(nn.Module):
         device: where the memory lives.
         process_group: the torch.distributed group whose ranks share the memory (default:
             the world, when torch.distributed is initialised).
+        validate: check rows, targets and features for bad values before every call (one or
+            two host synchronisations per call on CUDA); shapes are always checked.
 
     Under torch.distributed every rank holds the whole memory; :meth:`update` gathers the
     features and rows of all ranks and applies them in rank order (rank 0's batch first,
@@ -101,6 +103,7 @@ class HybridMemory(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
         process_group: dist.ProcessGroup | None = None,
+        validate: bool = True,
     ) -> None:
         super().__init__()
         if num_features < 1 or num_source_classes < 0 or num_target < 0:
@@ -123,6 +126,7 @@ class HybridMemory(nn.Module):
         self.momentum = float(momentum)
         self.eps = float(eps)
         self.process_group = process_group
+        self.validate = bool(validate)
         m = self.num_source_classes + self.num_target
         self.register_buffer("features", torch.zeros(m, num_features, dtype=dtype, device=device))
         self.register_buffer("labels", torch.arange(m, dtype=torch.int64, device=device))
@@ -237,14 +241,16 @@ class HybridMemory(nn.Module):
             raise ValueError(
                 f"rows must be (B,) = ({features.shape[0]},), got shape {tuple(rows.shape)}"
             )
-        lo, hi = torch.stack([rows.min(), rows.max()]).tolist() if rows.numel() else (0, 0)
+        validate = self.validate and rows.numel() > 0
+        lo, hi = torch.stack([rows.min(), rows.max()]).tolist() if validate else (0, 0)
         if lo < 0 or hi >= self.labels.numel():
             raise ValueError(
                 f"rows must be in [0, M = {self.labels.numel()}), got values in [{lo}, {hi}]"
             )
-        targets = self.labels[rows]
+        targets = self.labels[rows.clamp(0, self.labels.numel() - 1)]
         return smcr_ext.hybrid_memory_loss(
-            features, self.features, self.label_index, targets, self.temperature, eps=self.eps
+            features, self.features, self.label_index, targets, self.temperature, eps=self.eps,
+            validate=self.validate,
         ).loss
 
     @torch.no_grad()
@@ -255,7 +261,8 @@ class HybridMemory(nn.Module):
         features = features.detach()
         rows = torch.as_tensor(rows, device=features.device).to(torch.int64)
         features, rows = self._gather(features, rows)
-        smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum)
+        smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum,
+                                       validate=self.validate)
 
     def _gather(self, features: torch.Tensor, rows: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
