@@ -60,6 +60,34 @@ def test_matches_reference_float64(temperature, eps, block_size):
     torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("block_size", [1, 16, 50, 1024])
+@pytest.mark.parametrize("dtype", [f64, torch.float32])
+def test_zero_copy_singleton_runs(block_size, dtype):
+    """Runs of singleton labels on consecutive rows are multiplied straight from the memory;
+    mixed with clusters, absent labels and short runs, the result is unchanged."""
+    g = torch.Generator().manual_seed(12)
+    m, d, b = 300, 24, 20
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1)
+    row_labels = torch.cat([
+        torch.arange(100),                              # source classes: one long run
+        100 + torch.randint(0, 20, (100,), generator=g),  # clusters
+        torch.arange(125, 225),                         # un-clustered rows (120..124 absent)
+    ])
+    row_labels[[250, 251]] = row_labels[[251, 250]]  # breaks the run at 250
+    targets = row_labels[torch.randint(0, m, (b,), generator=g)]
+    features = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1)
+    x = features.to(dtype).clone().requires_grad_()
+    out = smcr_ext.hybrid_memory_loss(x, memory.to(dtype), row_labels, targets,
+                                      block_size=block_size)
+    out.loss.backward()
+    xr = features.clone().requires_grad_()
+    ref, ref_per = hybrid_memory_loss_reference(xr, memory, row_labels, targets)
+    ref.backward()
+    tol = 1e-10 if dtype == f64 else 2e-5
+    torch.testing.assert_close(out.per_sample.double(), ref_per, rtol=tol, atol=tol)
+    torch.testing.assert_close(x.grad.double(), xr.grad, rtol=tol * 10, atol=tol)
+
+
 def test_large_batch_and_labels_float64():
     features, memory, row_labels, targets = make_case(b=64, m=3000, d=32, num_labels=900,
                                                       absent=(0, 5, 899), seed=1)

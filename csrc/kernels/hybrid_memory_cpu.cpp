@@ -46,6 +46,21 @@ Status hybrid_memory_label_index_cpu(const index_t* row_labels, index_t num_rows
   return Status::Ok();
 }
 
+Status hybrid_memory_singleton_runs_cpu(const index_t* label_ptr, const index_t* label_rows,
+                                        index_t num_labels, index_t* run_length) {
+  if (num_labels < 0) return Status::Error("hybrid_memory_singleton_runs: num_labels < 0");
+  for (index_t c = num_labels - 1; c >= 0; --c) {
+    if (label_ptr[c + 1] - label_ptr[c] != 1) {
+      run_length[c] = 0;
+      continue;
+    }
+    const bool next = c + 1 < num_labels && run_length[c + 1] > 0 &&
+                      label_rows[label_ptr[c + 1]] == label_rows[label_ptr[c]] + 1;
+    run_length[c] = next ? run_length[c + 1] + 1 : 1;
+  }
+  return Status::Ok();
+}
+
 Status hybrid_memory_check_targets_cpu(const index_t* targets, index_t batch,
                                        const index_t* label_ptr, index_t num_labels) {
   for (index_t i = 0; i < batch; ++i) {

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <limits>
 #include <tuple>
+#include <type_traits>
+#include <vector>
 
 #include "../kernels/hybrid_memory.h"
 #include "../kernels/soft_triplet.h"
@@ -56,25 +58,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const T* mem = reinterpret_cast<const T*>(memory.data_ptr());
   const Acc inv_temp = static_cast<Acc>(1.0 / temperature);
   const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
-  // One block of label means and one block of scores, reused for every block.
+  // Runs of singleton labels on consecutive rows are multiplied straight from the memory
+  // (no copy) when it is stored in the accumulation type; other labels go through one
+  // (nb, D) block of means. Blocks never mix the two and hold at most nb labels.
+  constexpr bool kZeroCopy = std::is_same<T, Acc>::value;
+  constexpr int64_t kMinRun = 32;  // shorter runs are cheaper to copy than to multiply alone
+  std::vector<int64_t> run(kZeroCopy ? L : 0);
+  if (kZeroCopy) check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run.data()));
   at::Tensor means = at::empty({nb, D}, opts);
   at::Tensor scores = at::empty({B * nb}, opts);
   at::Tensor run_max = at::full({B}, -std::numeric_limits<double>::infinity(), opts);
   at::Tensor run_sum = at::zeros({B}, opts);
   at::Tensor target_logit = at::zeros({B}, opts);
   at::Tensor expected = compute_grad ? at::zeros({B, D}, opts) : at::Tensor();
-  for (int64_t l0 = 0; l0 < L; l0 += nb) {
-    const int64_t n = std::min(nb, L - l0);
-    at::Tensor c = means.narrow(0, 0, n);                     // (n, D)
+  for (int64_t l0 = 0; l0 < L;) {
+    int64_t n;
+    at::Tensor c;  // (n, D) label means of this block
+    if (kZeroCopy && run[l0] >= kMinRun) {
+      n = std::min(nb, run[l0]);
+      c = memory.narrow(0, rows[ptr[l0]], n);
+    } else {
+      n = 1;  // up to nb labels, stopping where a long zero-copy run starts
+      while (l0 + n < L && n < nb && !(kZeroCopy && run[l0 + n] >= kMinRun)) ++n;
+      c = means.narrow(0, 0, n);
+      check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
+          mem, M, D, ptr, rows, L, nullptr, l0, n, c.data_ptr<Acc>()));
+    }
     at::Tensor s = scores.narrow(0, 0, B * n).view({B, n});  // (B, n)
-    check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
-        mem, M, D, ptr, rows, L, nullptr, l0, n, c.data_ptr<Acc>()));
     at::mm_out(s, f, c.t());
     check_status(smcr::hybrid_memory_softmax_block_cpu<Acc>(
         s.data_ptr<Acc>(), s.data_ptr<Acc>(), B, n, n, l0, ptr, tgt, inv_temp,
         run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(), target_logit.data_ptr<Acc>(),
         compute_grad ? expected.data_ptr<Acc>() : nullptr, D));
     if (compute_grad) expected.addmm_(s, c);  // E += P C
+    l0 += n;
   }
   at::Tensor target_means;
   if (compute_grad) {

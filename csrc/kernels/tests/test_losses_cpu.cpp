@@ -58,6 +58,13 @@ static void test_label_index() {
   CHECK_OK(smcr::hybrid_memory_label_index_cpu(lab.data(), 6, 5, ptr.data(), rows.data()));
   CHECK((ptr == std::vector<index_t>{0, 2, 3, 3, 6, 6}));
   CHECK((rows == std::vector<index_t>{1, 4, 3, 0, 2, 5}));
+  // Singleton runs on consecutive rows: labels 0..5 of rows 2, 3, 4 (label 0..2), then 0 and 1
+  // share label 3, label 4 absent, label 5 = row 5.
+  const std::vector<index_t> lab2{3, 3, 0, 1, 2, 5};
+  std::vector<index_t> ptr2(7), rows2(6), run(6);
+  CHECK_OK(smcr::hybrid_memory_label_index_cpu(lab2.data(), 6, 6, ptr2.data(), rows2.data()));
+  CHECK_OK(smcr::hybrid_memory_singleton_runs_cpu(ptr2.data(), rows2.data(), 6, run.data()));
+  CHECK((run == std::vector<index_t>{3, 2, 1, 0, 0, 1}));
   const std::vector<index_t> bad{0, 5};
   CHECK(!smcr::hybrid_memory_label_index_cpu(bad.data(), 2, 5, ptr.data(), rows.data()).ok());
 }
