@@ -109,7 +109,7 @@ __global__ void label_means_kernel(const T* __restrict__ memory, index_t num_row
 // ------------------------------------------------------------------------ online softmax
 
 template <typename Acc, typename ProbT>
-__global__ void softmax_block_kernel(const Acc* __restrict__ scores, ProbT* __restrict__ probs,
+__global__ void softmax_block_kernel(const Acc* scores, ProbT* probs,  // may alias: no restrict
                                      index_t count, index_t ld, index_t label0,
                                      const index_t* __restrict__ label_ptr,
                                      const index_t* __restrict__ targets, Acc inv_temp,
