@@ -112,7 +112,8 @@ def make_memory(n_t: int, c_s: int, d: int, labels: str, clustered: float, devic
     target rows carry C_s + cluster, or a label of their own when un-clustered."""
     g = torch.Generator(device="cpu").manual_seed(seed)
     m = c_s + n_t
-    memory = torch.randn(m, d, generator=g)
+    gd = torch.Generator(device=device).manual_seed(seed)
+    memory = torch.randn(m, d, generator=gd, device=device)
     memory.div_(memory.norm(dim=1, keepdim=True))
     if labels == "instances":
         tl = torch.arange(n_t)
@@ -127,7 +128,7 @@ def make_memory(n_t: int, c_s: int, d: int, labels: str, clustered: float, devic
         tl[perm[:n_in]] = torch.repeat_interleave(torch.arange(k), sizes)
         tl[perm[n_in:]] = k + torch.arange(n_t - n_in)
     row_labels = torch.cat([torch.arange(c_s), c_s + tl])
-    return memory.to(device), row_labels.to(device)
+    return memory, row_labels.to(device)
 
 
 def make_batch(b: int, c_s: int, n_t: int, d: int, device: str, seed: int):
@@ -147,11 +148,12 @@ def plain_step(f0, memory, row_labels, rows):
     return loss
 
 
-def ours_step(f0, memory, index, rows):
+def ours_step(f0, memory, index, rows, validate=True):
     f = f0.clone().requires_grad_()
-    loss = smcr_ext.hybrid_memory_loss(f, memory, index, index.row_labels[rows]).loss
+    loss = smcr_ext.hybrid_memory_loss(f, memory, index, index.row_labels[rows],
+                                       validate=validate).loss
     loss.backward()
-    smcr_ext.hybrid_memory_update_(memory, rows, f.detach())
+    smcr_ext.hybrid_memory_update_(memory, rows, f.detach(), validate=validate)
     return loss
 
 
@@ -204,7 +206,8 @@ def run_size(n_t: int, args) -> list[str]:
     mem_bf16 = memory.to(torch.bfloat16)
     lines = [
         f"### N_t = {n_t:,} target + C_s = {c_s:,} source rows (M = {m:,}), d = {args.d}, "
-        f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}",
+        f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}"
+        + (", ours without value checks" if args.no_validate else ""),
         "",
         "| B | (a) plain ms | (b) ours f32 ms | (c) ours bf16 ms | (f) floor of (a) ms | "
         "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
@@ -221,8 +224,8 @@ def run_size(n_t: int, args) -> list[str]:
         gs = torch.randn(b, m, device=dev)  # (B, M) stand-in for the plain backward's G
         variants = {
             "a": partial(plain_step, f0, memory.clone(), row_labels, rows),
-            "b": partial(ours_step, f0, memory.clone(), index, rows),
-            "c": partial(ours_step, f0, mem_bf16.clone(), index, rows),
+            "b": partial(ours_step, f0, memory.clone(), index, rows, not args.no_validate),
+            "c": partial(ours_step, f0, mem_bf16.clone(), index, rows, not args.no_validate),
             "f": partial(floor_step, f0, memory, gs),
         }
         if args.skip_plain:
@@ -276,9 +279,11 @@ def main() -> None:
     p.add_argument("--clustered", type=float, default=0.75,
                    help="fraction of target rows in clusters (--labels clustered)")
     p.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
-    p.add_argument("--steps", type=int, default=None, help="default: 5 on CPU, 50 on CUDA")
+    p.add_argument("--steps", type=int, default=None, help="default: 5 on CPU, 20 on CUDA")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-plain", action="store_true")
+    p.add_argument("--no-validate", action="store_true",
+                   help="ours without the value checks (saves their host sync on CUDA)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 float32 products on CUDA")
     p.add_argument("--results", type=Path, default=None,
                    help="write the tables into this markdown file (between markers)")
@@ -288,7 +293,7 @@ def main() -> None:
             sys.exit("--device cuda needs a GPU and the CUDA build of smcr_ext")
         torch.backends.cuda.matmul.allow_tf32 = args.tf32
     args.warmup = args.warmup if args.warmup is not None else (5 if args.device == "cuda" else 1)
-    args.steps = args.steps if args.steps is not None else (50 if args.device == "cuda" else 5)
+    args.steps = args.steps if args.steps is not None else (20 if args.device == "cuda" else 5)
     cmd = "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:])
     out = [f"Command: `{cmd}`", ""]
     for n_t in args.sizes:
@@ -297,7 +302,7 @@ def main() -> None:
         out += lines
     if args.results is not None:
         key = (f"bench_memory {args.device} {args.labels} sizes={','.join(map(str, args.sizes))} "
-               f"batch={','.join(map(str, args.batch))}")
+               f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else ""))
         upsert(args.results, key, "\n".join(out))
 
 
