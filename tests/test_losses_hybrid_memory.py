@@ -60,7 +60,7 @@ def test_matches_reference_float64(temperature, eps, block_size):
     torch.testing.assert_close(f1.grad, f2.grad, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("block_size", [1, 16, 50, 1024])
+@pytest.mark.parametrize("block_size", [7, 50, 1024])
 @pytest.mark.parametrize("dtype", [f64, torch.float32])
 def test_zero_copy_singleton_runs(block_size, dtype):
     """Runs of singleton labels on consecutive rows are multiplied straight from the memory;
