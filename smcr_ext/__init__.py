@@ -19,10 +19,12 @@ from .cluster import (
     knn,
     kreciprocal_jaccard,
 )
-from .losses import (
+from .losses import (  # noqa: F401  (the two backward ops are private but reachable)
     HybridMemoryLoss,
     LabelIndex,
     SoftTripletOutput,
+    _hybrid_memory_loss_backward,
+    _soft_triplet_backward,
     hybrid_memory_loss,
     hybrid_memory_update_,
     label_index,

@@ -413,6 +413,28 @@ def soft_triplet(
     return SoftTripletOutput(loss, per, pos, neg, dap, dan)
 
 
+# --------------------------------------------------------------------------- backward ops
+
+
+def _hybrid_memory_loss_backward(grad_loss: torch.Tensor, grad_per_sample: torch.Tensor,
+                                 grad_cache: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The backward op of :func:`hybrid_memory_loss` (what autograd calls):
+    d L / d f_i = (grad_loss / B + grad_per_sample_i) * grad_cache_i, where grad_cache (B, D)
+    is d per_sample_i / d f_i, accumulated by the forward pass; returned in `dtype`."""
+    return _ops._hybrid_memory_loss_backward(grad_loss, grad_per_sample, grad_cache, dtype)
+
+
+def _soft_triplet_backward(grad_loss: torch.Tensor, grad_per_anchor: torch.Tensor,
+                           student: torch.Tensor, pos_index: torch.Tensor,
+                           neg_index: torch.Tensor, dist_ap: torch.Tensor,
+                           dist_an: torch.Tensor, grad_coef: torch.Tensor,
+                           dtype: torch.dtype) -> torch.Tensor:
+    """The backward op of :func:`soft_triplet` (what autograd calls), from the forward's
+    mined indices, distances and d loss_i / d d_ip coefficients; returned in `dtype`."""
+    return _ops._soft_triplet_backward(grad_loss, grad_per_anchor, student, pos_index,
+                                       neg_index, dist_ap, dist_an, grad_coef, dtype)
+
+
 # --------------------------------------------------------------------------- fake kernels
 
 
@@ -485,9 +507,8 @@ def _hm_backward(ctx, grad_loss, grad_per_sample, _grad_cache):
         grad_loss = cache.new_zeros(())
     if grad_per_sample is None:
         grad_per_sample = cache.new_zeros((cache.shape[0],))
-    grad_features = _ops._hybrid_memory_loss_backward(
-        grad_loss, grad_per_sample, cache, ctx.features_dtype
-    )
+    grad_features = _hybrid_memory_loss_backward(grad_loss, grad_per_sample, cache,
+                                                 ctx.features_dtype)
     return grad_features, None, None, None, None, None, None, None, None
 
 
@@ -510,9 +531,8 @@ def _triplet_backward(ctx, grad_loss, grad_per_anchor, *_unused):
         grad_loss = coef.new_zeros(())
     if grad_per_anchor is None:
         grad_per_anchor = coef.new_zeros((coef.shape[0],))
-    grad_student = _ops._soft_triplet_backward(
-        grad_loss, grad_per_anchor, student, pos, neg, dap, dan, coef, ctx.student_dtype
-    )
+    grad_student = _soft_triplet_backward(grad_loss, grad_per_anchor, student, pos, neg, dap,
+                                          dan, coef, ctx.student_dtype)
     return grad_student, None, None, None
 
 

@@ -142,6 +142,10 @@ def test_opcheck():
          1024, False),
     )
     cache = torch.randn(4, 5, dtype=f64)
+    g = smcr_ext._hybrid_memory_loss_backward(torch.tensor(2.0, dtype=f64),
+                                              torch.full((4,), 0.5, dtype=f64), cache,
+                                              torch.float32)
+    torch.testing.assert_close(g, (cache * (2.0 / 4 + 0.5)).float())
     torch.library.opcheck(
         torch.ops.smcr._hybrid_memory_loss_backward.default,
         (torch.tensor(1.0, dtype=f64), torch.rand(4, dtype=f64), cache, torch.float32),
