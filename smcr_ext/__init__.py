@@ -19,16 +19,34 @@ from .cluster import (
     knn,
     kreciprocal_jaccard,
 )
+from .losses import (  # noqa: F401  (the two backward ops are private but reachable)
+    HybridMemoryLoss,
+    LabelIndex,
+    SoftTripletOutput,
+    _hybrid_memory_loss_backward,
+    _soft_triplet_backward,
+    hybrid_memory_loss,
+    hybrid_memory_update_,
+    label_index,
+    soft_triplet,
+)
 
 __all__ = [
     "ClusterReliability",
+    "HybridMemoryLoss",
     "JaccardGraph",
     "KnnResult",
+    "LabelIndex",
+    "SoftTripletOutput",
     "backends",
     "cluster_reliability",
     "dbscan",
+    "hybrid_memory_loss",
+    "hybrid_memory_update_",
     "knn",
     "kreciprocal_jaccard",
+    "label_index",
+    "soft_triplet",
 ]
 
 

@@ -20,7 +20,25 @@ TORCH_LIBRARY(smcr, m) {
       "-> Tensor");
   m.def("cluster_iou(Tensor labels, Tensor other) -> Tensor");
   // ---- training losses (csrc/kernels/{hybrid_memory,soft_triplet}) ----
-  // (schemas of the fused training kernels go here)
+  m.def(
+      "hybrid_memory_label_index(Tensor row_labels, int num_labels) -> (Tensor label_ptr, "
+      "Tensor label_rows)");
+  m.def(
+      "hybrid_memory_loss(Tensor features, Tensor memory, Tensor label_ptr, Tensor label_rows, "
+      "Tensor targets, float temperature, float eps, int block_size, bool compute_grad) -> "
+      "(Tensor loss, Tensor per_sample, Tensor grad_cache)");
+  m.def(
+      "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor grad_per_sample, Tensor grad_cache, "
+      "ScalarType dtype) -> Tensor");
+  m.def("hybrid_memory_update_(Tensor(a!) memory, Tensor rows, Tensor features, float momentum) -> ()");
+  m.def(
+      "soft_triplet(Tensor student, Tensor? teacher, Tensor labels, float margin) -> (Tensor loss, "
+      "Tensor per_anchor, Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, "
+      "Tensor grad_coef)");
+  m.def(
+      "_soft_triplet_backward(Tensor grad_loss, Tensor grad_per_anchor, Tensor student, "
+      "Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, Tensor grad_coef, "
+      "ScalarType dtype) -> Tensor");
 }
 
 namespace {

@@ -1,0 +1,310 @@
+"""One hybrid-memory training step (loss, backward, momentum update), ours vs the plain-PyTorch
+formulation, in one process.
+
+For each memory size (C_s source-class rows + N_t target rows, d = 2048) and batch B:
+  (a) plain PyTorch, SpCL's formulation (smcr.losses.reference): the B x M logits, a scatter
+      into a (#labels x B) matrix, an un-stabilised masked softmax, autograd backward
+      (G M), and SpCL's Python loop for the update;
+  (b) ours, float32 memory: smcr_ext.hybrid_memory_loss (streamed label means, online
+      softmax, gradient accumulated in the same pass) + backward + hybrid_memory_update_;
+  (c) ours, bfloat16 memory (half the bytes);
+  (f) the floor of (a): its two B x M x d products F M^T and G M alone.
+Prints milliseconds per step (median of --steps after --warmup), the peak of memory
+allocated during a step (CPU: glibc heap sampled every 0.5 ms; CUDA: the caching
+allocator's peak), not counting the memory bank, the ratios a/b, a/c and b/f, and checks that (b) and (a) agree.
+
+The target rows are labelled like a mid-training clustering: --clustered of them in clusters
+(about 0.75 C_s clusters of random sizes), the rest un-clustered instances, so the label
+count L is well below M; `--labels instances` gives the worst case L = M (no clusters).
+The label index (rows grouped by label) is built once per relabelling, outside the step.
+
+    python benchmarks/bench_memory.py                                  # CPU, all sizes
+    python benchmarks/bench_memory.py --sizes 12936 --batch 64 --labels instances
+    python benchmarks/bench_memory.py --device cuda --results benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from smcr.losses.reference import hybrid_memory_loss_reference, hybrid_memory_update_reference
+
+import smcr_ext
+
+# N_t target rows -> C_s source classes (Market-1501, MSMT17, and a 126k-image target set).
+SIZES = {12936: 751, 32621: 1041, 126441: 4101}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+class PeakHeap:
+    """Peak bytes allocated on the C heap (glibc mallinfo2: in-use arena + mmapped blocks,
+    which is where torch's CPU tensors live) above a baseline, sampled every 0.5 ms by a
+    thread. Unlike the resident set size it sees memory that is freed and reused."""
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        self._mallinfo2 = libc.mallinfo2
+
+    def heap(self) -> int:
+        m = self._mallinfo2()
+        return m.uordblks + m.hblkhd
+
+    def __enter__(self) -> PeakHeap:
+        self.base = self.peak = self.heap()
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.peak = max(self.peak, self.heap())
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self._t.join()
+        self.peak = max(self.peak, self.heap())
+
+    @property
+    def above_mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+class PeakCuda:
+    def __enter__(self) -> PeakCuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.base = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.cuda.synchronize()
+        self.above_mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return (f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+            f"{torch.get_num_threads()} torch threads)")
+
+
+def make_memory(n_t: int, c_s: int, d: int, labels: str, clustered: float, device: str,
+                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, d) float32 unit rows and their labels: source rows 0..C_s-1 carry their class,
+    target rows carry C_s + cluster, or a label of their own when un-clustered."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    m = c_s + n_t
+    gd = torch.Generator(device=device).manual_seed(seed)
+    memory = torch.randn(m, d, generator=gd, device=device)
+    memory.div_(memory.norm(dim=1, keepdim=True))
+    if labels == "instances":
+        tl = torch.arange(n_t)
+    else:
+        k = max(1, round(0.75 * c_s))
+        n_in = round(clustered * n_t)
+        perm = torch.randperm(n_t, generator=g)
+        tl = torch.empty(n_t, dtype=torch.int64)
+        # Random cluster sizes >= 2: every cluster gets 2 members, the rest at random.
+        sizes = torch.full((k,), 2) + torch.multinomial(torch.ones(k), n_in - 2 * k, True,
+                                                        generator=g).bincount(minlength=k)
+        tl[perm[:n_in]] = torch.repeat_interleave(torch.arange(k), sizes)
+        tl[perm[n_in:]] = k + torch.arange(n_t - n_in)
+    row_labels = torch.cat([torch.arange(c_s), c_s + tl])
+    return memory, row_labels.to(device)
+
+
+def make_batch(b: int, c_s: int, n_t: int, d: int, device: str, seed: int):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    rows = torch.cat([torch.randint(0, c_s, (b // 2,), generator=g),
+                      c_s + torch.randint(0, n_t, (b - b // 2,), generator=g)])
+    f = torch.randn(b, d, generator=g)
+    f = f / f.norm(dim=1, keepdim=True)
+    return f.to(device), rows.to(device)
+
+
+def plain_step(f0, memory, row_labels, rows):
+    f = f0.clone().requires_grad_()
+    loss, _ = hybrid_memory_loss_reference(f, memory, row_labels, row_labels[rows])
+    loss.backward()
+    hybrid_memory_update_reference(memory, rows, f.detach())
+    return loss
+
+
+def ours_step(f0, memory, index, rows, validate=True):
+    f = f0.clone().requires_grad_()
+    loss = smcr_ext.hybrid_memory_loss(f, memory, index, index.row_labels[rows],
+                                       validate=validate).loss
+    loss.backward()
+    smcr_ext.hybrid_memory_update_(memory, rows, f.detach(), validate=validate)
+    return loss
+
+
+def floor_step(f0, memory, grad_scores):
+    s = f0 @ memory.t()  # (B, M)
+    g = grad_scores @ memory  # (B, d)
+    return s, g
+
+
+def time_interleaved(steps_by_name: dict, device: str, warmup: int, steps: int
+                     ) -> dict[str, tuple[float, float]]:
+    """Run the variants in turn, one step each per round, so that they see the same machine
+    load; returns {name: (median ms per step, peak MiB above the start of its steps)}."""
+    names = list(steps_by_name)
+    for _ in range(warmup):
+        for name in names:
+            steps_by_name[name]()
+    ms = {name: [] for name in names}
+    peak = dict.fromkeys(names, 0.0)
+    for _ in range(steps):
+        for name in names:
+            step = steps_by_name[name]
+            if device == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                with PeakCuda() as pk:
+                    start.record()
+                    step()
+                    end.record()
+                ms[name].append(start.elapsed_time(end))
+            else:
+                with PeakHeap() as pk:
+                    t0 = time.perf_counter()
+                    step()
+                    ms[name].append((time.perf_counter() - t0) * 1e3)
+            peak[name] = max(peak[name], pk.above_mib)
+    return {name: (statistics.median(ms[name]), peak[name]) for name in names}
+
+
+def run_size(n_t: int, args) -> list[str]:
+    c_s = SIZES.get(n_t, max(1, n_t // 30))
+    dev = args.device
+    memory, row_labels = make_memory(n_t, c_s, args.d, args.labels, args.clustered, dev, args.seed)
+    m = memory.shape[0]
+    t0 = time.perf_counter()
+    index = smcr_ext.label_index(row_labels)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    index_ms = (time.perf_counter() - t0) * 1e3
+    num_labels = int((index.counts > 0).sum())
+    mem_bf16 = memory.to(torch.bfloat16)
+    lines = [
+        f"### N_t = {n_t:,} target + C_s = {c_s:,} source rows (M = {m:,}), d = {args.d}, "
+        f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}"
+        + (", ours without value checks" if args.no_validate else ""),
+        "",
+        "| B | (a) plain ms | (b) ours f32 ms | (c) ours bf16 ms | (f) floor of (a) ms | "
+        "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for b in args.batch:
+        f0, rows = make_batch(b, c_s, n_t, args.d, dev, args.seed + b)
+        # Agreement on one step from the same memory.
+        m_a, m_b = memory.clone(), memory.clone()
+        la = plain_step(f0, m_a, row_labels, rows).item()
+        lb = ours_step(f0, m_b, index, rows).item()
+        mem_diff = (m_a - m_b).abs().max().item()
+        del m_a, m_b
+        gs = torch.randn(b, m, device=dev)  # (B, M) stand-in for the plain backward's G
+        variants = {
+            "a": partial(plain_step, f0, memory.clone(), row_labels, rows),
+            "b": partial(ours_step, f0, memory.clone(), index, rows, not args.no_validate),
+            "c": partial(ours_step, f0, mem_bf16.clone(), index, rows, not args.no_validate),
+            "f": partial(floor_step, f0, memory, gs),
+        }
+        if args.skip_plain:
+            del variants["a"]
+        res = time_interleaved(variants, dev, args.warmup, args.steps)
+        variants = gs = None  # free the working copies before the next batch size
+        ta, pa = res.get("a", (float("nan"), float("nan")))
+        (tb, pb), (tc, pc), (tf, _) = res["b"], res["c"], res["f"]
+        lines.append(
+            f"| {b} | {ta:.1f} | {tb:.2f} | {tc:.2f} | {tf:.1f} | {ta / tb:.2f} | "
+            f"{ta / tc:.2f} | {tb / tf:.2f} | {pa:.0f} / {pb:.0f} / {pc:.0f} | "
+            f"{la:.6f} vs {lb:.6f} (memory after one update: max diff {mem_diff:.1e}) |"
+        )
+        print(lines[-1], flush=True)
+    load = os.getloadavg()[0] if dev == "cpu" else float("nan")
+    lines += [
+        "",
+        f"- label index (once per relabelling, not in the step): {index_ms:.1f} ms; memory "
+        f"bank {memory.numel() * 4 / 2**20:.0f} MiB float32, {mem_bf16.numel() * 2 / 2**20:.0f} "
+        "MiB bfloat16 (not counted in the peaks)",
+        f"- the variants ran interleaved, one step each per round ({args.steps} rounds after "
+        f"{args.warmup} warm-up); 1-minute load average at the end: {load:.1f} on "
+        f"{os.cpu_count()} cores",
+        "",
+    ]
+    return lines
+
+
+def upsert(path: Path, key: str, body: str) -> None:
+    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                   help="target rows N_t (source classes from the table, else N_t // 30)")
+    p.add_argument("--batch", type=int, nargs="+", default=[64, 128])
+    p.add_argument("--d", type=int, default=2048)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--labels", choices=["clustered", "instances"], default="clustered")
+    p.add_argument("--clustered", type=float, default=0.75,
+                   help="fraction of target rows in clusters (--labels clustered)")
+    p.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
+    p.add_argument("--steps", type=int, default=None, help="default: 5 on CPU, 20 on CUDA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-plain", action="store_true")
+    p.add_argument("--no-validate", action="store_true",
+                   help="ours without the value checks (saves their host sync on CUDA)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 float32 products on CUDA")
+    p.add_argument("--results", type=Path, default=None,
+                   help="write the tables into this markdown file (between markers)")
+    args = p.parse_args()
+    if args.device == "cuda":
+        if not smcr_ext.backends()["cuda_available"]:
+            sys.exit("--device cuda needs a GPU and the CUDA build of smcr_ext")
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    args.warmup = args.warmup if args.warmup is not None else (5 if args.device == "cuda" else 1)
+    args.steps = args.steps if args.steps is not None else (20 if args.device == "cuda" else 5)
+    cmd = "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:])
+    out = [f"Command: `{cmd}`", ""]
+    for n_t in args.sizes:
+        lines = run_size(n_t, args)
+        print("\n".join(lines), flush=True)
+        out += lines
+    if args.results is not None:
+        key = (f"bench_memory {args.device} {args.labels} sizes={','.join(map(str, args.sizes))} "
+               f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else ""))
+        upsert(args.results, key, "\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+// C++ tests of the CUDA training-loss kernels against the CPU kernels (which test_losses_cpu
+// checks against dense references). Exits 77 (ctest: skipped) when the kernels were built
+// without CUDA or no GPU is visible. The matrix products the torch glue does with cuBLAS are
+// done on the host here.
+#include <cstdio>
+
+#ifndef SMCR_WITH_CUDA
+int main() {
+  std::printf("test_losses_cuda: built without CUDA, skipped\n");
+  return 77;
+}
+#else
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "hybrid_memory.h"
+#include "soft_triplet.h"
+
+using smcr::index_t;
+
+// CHECK_OK with template commas in its argument.
+#define CHECK_OK_V(...) CHECK_OK((__VA_ARGS__))
+
+namespace {
+
+template <typename T>
+struct Dev {
+  T* p = nullptr;
+  std::size_t n = 0;
+  explicit Dev(std::size_t count) : n(count) { cudaMalloc(&p, sizeof(T) * (count ? count : 1)); }
+  explicit Dev(const std::vector<T>& h) : Dev(h.size()) { put(h); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void put(const std::vector<T>& h) { cudaMemcpy(p, h.data(), sizeof(T) * h.size(), cudaMemcpyHostToDevice); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    cudaMemcpy(h.data(), p, sizeof(T) * n, cudaMemcpyDeviceToHost);
+    return h;
+  }
+};
+
+class CudaScratch final : public smcr::Allocator {
+ public:
+  ~CudaScratch() override {
+    for (void* p : blocks_) cudaFree(p);
+  }
+  void* allocate(std::size_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) return nullptr;
+    blocks_.push_back(p);
+    return p;
+  }
+
+ private:
+  std::vector<void*> blocks_;
+};
+
+std::vector<float> unit_rows(index_t n, index_t d, std::mt19937& rng) {
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::vector<float> x(n * d);
+  for (index_t i = 0; i < n; ++i) {
+    double s = 0;
+    for (index_t t = 0; t < d; ++t) s += double(x[i * d + t] = g(rng)) * x[i * d + t];
+    for (index_t t = 0; t < d; ++t) x[i * d + t] = float(x[i * d + t] / std::sqrt(s));
+  }
+  return x;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (std::size_t k = 0; k < a.size(); ++k) m = std::max(m, std::fabs(double(a[k]) - b[k]));
+  return m;
+}
+
+void test_label_index_and_means() {
+  std::mt19937 rng(1);
+  const index_t m = 5000, d = 1500, nl = 1300;
+  std::vector<index_t> lab(m);
+  for (auto& v : lab) v = static_cast<index_t>(rng() % (nl - 100));  // labels >= 1200 absent
+  std::vector<index_t> ptr(nl + 1), rows(m);
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(lab.data(), m, nl, ptr.data(), rows.data()));
+  Dev<index_t> dlab(lab), dptr(nl + 1), drows(m);
+  CudaScratch scratch;
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cuda(dlab.p, m, nl, dptr.p, drows.p, scratch, nullptr));
+  CHECK(dptr.get() == ptr);
+  CHECK(drows.get() == rows);
+  auto mem = unit_rows(m, d, rng);
+  Dev<float> dmem(mem);
+  std::vector<float> means(300 * d);
+  CHECK_OK_V(smcr::hybrid_memory_label_means_cpu<float, float>(mem.data(), m, d, ptr.data(),
+                                                             rows.data(), nl, nullptr, 1100, 200,
+                                                             means.data()));
+  Dev<float> dmeans(200 * d);
+  CHECK_OK_V(smcr::hybrid_memory_label_means_cuda<float, float>(dmem.p, m, d, dptr.p, drows.p, nl,
+                                                              nullptr, 1100, 200, dmeans.p,
+                                                              nullptr));
+  means.resize(200 * d);
+  CHECK(dmeans.get() == means);  // same summation order: bitwise equal
+}
+
+// Forward on the device with host products, against hybrid_memory_loss_cpu.
+void test_loss(bool bf16_memory) {
+  std::mt19937 rng(2);
+  const index_t b = 24, m = 700, d = 96, nl = 260, nb = 64;
+  const float tau = 0.05f, eps = 1e-6f;
+  auto mem = unit_rows(m, d, rng);
+  std::vector<smcr::bf16> mem_bf(m * d);
+  if (bf16_memory)
+    for (index_t k = 0; k < m * d; ++k) {
+      mem_bf[k] = smcr::float_to_bf16(mem[k]);
+      mem[k] = smcr::bf16_to_float(mem_bf[k]);
+    }
+  auto f = unit_rows(b, d, rng);
+  std::vector<index_t> lab(m), tgt(b);
+  for (auto& v : lab) v = static_cast<index_t>(rng() % (nl - 10));
+  for (auto& v : tgt) v = lab[rng() % m];
+  std::vector<index_t> ptr(nl + 1), rows(m);
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(lab.data(), m, nl, ptr.data(), rows.data()));
+  std::vector<float> per(b), loss(1), grad(b * d);
+  CHECK_OK_V(smcr::hybrid_memory_loss_cpu<float, float>(f.data(), b, mem.data(), m, d, ptr.data(),
+                                                      rows.data(), nl, tgt.data(), tau, eps, nb,
+                                                      per.data(), loss.data(), grad.data()));
+  Dev<float> dmem(mem);
+  Dev<smcr::bf16> dmem_bf(mem_bf);
+  Dev<index_t> dptr(ptr), drows(rows), dtgt(tgt);
+  std::vector<float> run_max(b, -INFINITY), zeros(b, 0.f), e0(b * d, 0.f);
+  Dev<float> dmax(run_max), dsum(zeros), dtl(zeros), de(e0), dmeans(nb * d), ds(b * nb);
+  for (index_t l0 = 0; l0 < nl; l0 += nb) {
+    const index_t n = std::min(nb, nl - l0);
+    if (bf16_memory)
+      CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<smcr::bf16, float>(
+          dmem_bf.p, m, d, dptr.p, drows.p, nl, nullptr, l0, n, dmeans.p, nullptr)));
+    else
+      CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<float, float>(
+          dmem.p, m, d, dptr.p, drows.p, nl, nullptr, l0, n, dmeans.p, nullptr)));
+    auto c = dmeans.get();
+    std::vector<float> s(b * nb, 0.f);
+    for (index_t i = 0; i < b; ++i)
+      for (index_t k = 0; k < n; ++k) {
+        float acc = 0;
+        for (index_t t = 0; t < d; ++t) acc += f[i * d + t] * c[k * d + t];
+        s[i * n + k] = acc;
+      }
+    ds.put(s);
+    CHECK_OK_V((smcr::hybrid_memory_softmax_block_cuda<float, float>(
+        ds.p, ds.p, b, n, n, l0, dptr.p, dtgt.p, 1.f / tau, dmax.p, dsum.p, dtl.p, de.p, d,
+        nullptr)));
+    auto p = ds.get();
+    auto e = de.get();
+    for (index_t i = 0; i < b; ++i)
+      for (index_t k = 0; k < n; ++k)
+        for (index_t t = 0; t < d; ++t) e[i * d + t] += p[i * n + k] * c[k * d + t];
+    de.put(e);
+  }
+  Dev<float> dcy(b * d), dper(b), dloss(1), dgrad(b * d);
+  if (bf16_memory)
+    CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<smcr::bf16, float>(
+        dmem_bf.p, m, d, dptr.p, drows.p, nl, dtgt.p, 0, b, dcy.p, nullptr)));
+  else
+    CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<float, float>(
+        dmem.p, m, d, dptr.p, drows.p, nl, dtgt.p, 0, b, dcy.p, nullptr)));
+  CHECK_OK_V((smcr::hybrid_memory_finalize_cuda<float, float>(b, d, dmax.p, dsum.p, dtl.p, de.p,
+                                                            dcy.p, 1.f / tau, eps, dper.p,
+                                                            dloss.p, dgrad.p, nullptr)));
+  CHECK(max_abs_diff(dper.get(), per) <= 1e-5);
+  CHECK(std::fabs(dloss.get()[0] - loss[0]) <= 1e-5);
+  CHECK(max_abs_diff(dgrad.get(), grad) <= 1e-5);
+  // backward
+  Dev<float> dgl(std::vector<float>{2.f}), dgps(std::vector<float>(b, 0.25f)), dout(b * d);
+  CHECK_OK_V(smcr::hybrid_memory_backward_cuda<float>(b, d, dgl.p, dgps.p, dgrad.p, dout.p, nullptr));
+  auto out = dout.get();
+  auto g = dgrad.get();
+  for (index_t k = 0; k < b * d; ++k) CHECK_NEAR(out[k], (2.f / b + 0.25f) * g[k], 1e-6);
+}
+
+void test_update() {
+  std::mt19937 rng(3);
+  const index_t m = 300, d = 2049, b = 64;
+  auto mem = unit_rows(m, d, rng);
+  auto f = unit_rows(b, d, rng);
+  std::vector<index_t> rows(b);
+  for (auto& r : rows) r = static_cast<index_t>(rng() % 40);  // many duplicates
+  auto cpu = mem;
+  CHECK_OK_V((smcr::hybrid_memory_update_cpu<float, float>(cpu.data(), m, d, rows.data(), f.data(),
+                                                         b, 0.2f)));
+  Dev<float> dmem(mem), df(f);
+  Dev<index_t> drows(rows);
+  CHECK_OK_V((smcr::hybrid_memory_update_cuda<float, float>(dmem.p, m, d, drows.p, df.p, b, 0.2f,
+                                                          nullptr)));
+  CHECK(max_abs_diff(dmem.get(), cpu) <= 1e-6);
+  // bf16
+  std::vector<smcr::bf16> mb(m * d);
+  for (index_t k = 0; k < m * d; ++k) mb[k] = smcr::float_to_bf16(mem[k]);
+  auto mb_cpu = mb;
+  CHECK_OK_V((smcr::hybrid_memory_update_cpu<smcr::bf16, float>(mb_cpu.data(), m, d, rows.data(),
+                                                              f.data(), b, 0.2f)));
+  Dev<smcr::bf16> dmb(mb);
+  CHECK_OK_V((smcr::hybrid_memory_update_cuda<smcr::bf16, float>(dmb.p, m, d, drows.p, df.p, b,
+                                                               0.2f, nullptr)));
+  auto got = dmb.get();
+  int differ = 0;
+  for (index_t k = 0; k < m * d; ++k) differ += got[k].bits != mb_cpu[k].bits;
+  CHECK(differ <= m * d / 1000);  // a last-bit tie may round differently, rarely
+}
+
+void test_soft_triplet() {
+  std::mt19937 rng(4);
+  const index_t b = 48, d = 130;
+  auto x = unit_rows(b, d, rng);
+  auto te = unit_rows(b, d, rng);
+  std::vector<index_t> lab(b);
+  for (index_t i = 0; i < b; ++i) lab[i] = i % 12;
+  lab[5] = 100;  // no positive
+  std::vector<float> gram(b * b);
+  for (index_t i = 0; i < b; ++i)
+    for (index_t j = 0; j < b; ++j) {
+      float s = 0;
+      for (index_t t = 0; t < d; ++t) s += x[i * d + t] * x[j * d + t];
+      gram[i * b + j] = s;
+    }
+  for (int soft = 0; soft < 2; ++soft) {
+    std::vector<float> per(b), loss(1), dap(b), dan(b), coef(b), grad(b * d);
+    std::vector<index_t> pos(b), neg(b);
+    CHECK_OK_V(smcr::soft_triplet_forward_cpu<float>(x.data(), soft ? te.data() : nullptr,
+                                                   gram.data(), lab.data(), b, d, 0.f, per.data(),
+                                                   loss.data(), pos.data(), neg.data(),
+                                                   dap.data(), dan.data(), coef.data()));
+    const float gl = 1.5f;
+    CHECK_OK_V(smcr::soft_triplet_backward_cpu<float>(x.data(), b, d, pos.data(), neg.data(),
+                                                    dap.data(), dan.data(), coef.data(), &gl,
+                                                    nullptr, grad.data()));
+    Dev<float> dx(x), dte(te), dgram(gram), dper(b), dloss(1), ddap(b), ddan(b), dcoef(b);
+    Dev<float> dgrad(b * d), dgl(std::vector<float>{gl});
+    Dev<index_t> dlab(lab), dpos(b), dneg(b);
+    CHECK_OK_V(smcr::soft_triplet_forward_cuda<float>(dx.p, soft ? dte.p : nullptr, dgram.p, dlab.p,
+                                                    b, d, 0.f, dper.p, dloss.p, dpos.p, dneg.p,
+                                                    ddap.p, ddan.p, dcoef.p, nullptr));
+    CHECK(dpos.get() == pos && dneg.get() == neg);
+    CHECK(max_abs_diff(dper.get(), per) <= 1e-5);
+    CHECK(std::fabs(dloss.get()[0] - loss[0]) <= 1e-5);
+    CHECK_OK_V(smcr::soft_triplet_backward_cuda<float>(dx.p, b, d, dpos.p, dneg.p, ddap.p, ddan.p,
+                                                     dcoef.p, dgl.p, nullptr, dgrad.p, nullptr));
+    CHECK(max_abs_diff(dgrad.get(), grad) <= 1e-5);
+  }
+}
+
+}  // namespace
+
+int main() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    std::printf("test_losses_cuda: no CUDA device visible, skipped\n");
+    return 77;
+  }
+  test_label_index_and_means();
+  test_loss(false);
+  test_loss(true);
+  test_update();
+  test_soft_triplet();
+  CHECK(cudaDeviceSynchronize() == cudaSuccess);
+  return report("test_losses_cuda");
+}
+#endif

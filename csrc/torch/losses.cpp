@@ -1,0 +1,259 @@
+// Torch glue of the training-loss kernels (CPU): tensor checks, dtype dispatch, the blocked
+// matrix products (at::mm, i.e. MKL/OpenBLAS), then the framework-free kernels of
+// csrc/kernels/{hybrid_memory,soft_triplet}. The CUDA registrations are in losses_cuda.cpp.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "../kernels/hybrid_memory.h"
+#include "../kernels/soft_triplet.h"
+#include "losses_glue.h"
+
+namespace smcr_glue {
+namespace {
+
+// ------------------------------------------------------------------------ label index
+
+std::tuple<at::Tensor, at::Tensor> hybrid_memory_label_index_cpu(const at::Tensor& row_labels,
+                                                                 int64_t num_labels) {
+  check_int64_vector(row_labels, "row_labels");
+  TORCH_CHECK(num_labels >= 0, "num_labels must be >= 0, got ", num_labels);
+  at::Tensor ptr = at::empty({num_labels + 1}, row_labels.options());
+  at::Tensor rows = at::empty({row_labels.numel()}, row_labels.options());
+  check_status(smcr::hybrid_memory_label_index_cpu(row_labels.data_ptr<int64_t>(),
+                                                   row_labels.numel(), num_labels,
+                                                   ptr.data_ptr<int64_t>(),
+                                                   rows.data_ptr<int64_t>()));
+  return {ptr, rows};
+}
+
+// ------------------------------------------------------------------------ loss
+
+template <typename T, typename Acc>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
+    const at::Tensor& f, const at::Tensor& memory, const at::Tensor& label_ptr,
+    const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
+    int64_t block_size, bool compute_grad, const HybridMemoryShapes& sh) {
+  const int64_t B = sh.batch, D = sh.dim, M = sh.rows, L = sh.labels;
+  const auto opts = f.options();
+  at::Tensor loss = at::zeros({}, opts);
+  at::Tensor per_sample = at::empty({B}, opts);
+  at::Tensor grad_cache = at::empty({compute_grad ? B : 0, D}, opts);
+  if (B == 0) return {loss, per_sample, grad_cache};
+  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
+  const int64_t* rows = label_rows.data_ptr<int64_t>();
+  const int64_t* tgt = targets.data_ptr<int64_t>();
+  check_status(smcr::hybrid_memory_check_targets_cpu(tgt, B, ptr, L));
+  TORCH_CHECK(ptr[0] == 0 && ptr[L] == M, "label_ptr must start at 0 and end at M = ", M,
+              " (build it with hybrid_memory_label_index)");
+  const T* mem = reinterpret_cast<const T*>(memory.data_ptr());
+  const Acc inv_temp = static_cast<Acc>(1.0 / temperature);
+  const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
+  // Runs of singleton labels on consecutive rows are multiplied straight from the memory
+  // (no copy) when it is stored in the accumulation type; other labels go through one
+  // (nb, D) block of means. Blocks never mix the two and hold at most nb labels.
+  constexpr bool kZeroCopy = std::is_same<T, Acc>::value;
+  constexpr int64_t kMinRun = 32;  // shorter runs are cheaper to copy than to multiply alone
+  std::vector<int64_t> run(kZeroCopy ? L : 0);
+  if (kZeroCopy) check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run.data()));
+  at::Tensor means = at::empty({nb, D}, opts);
+  at::Tensor scores = at::empty({B * nb}, opts);
+  at::Tensor run_max = at::full({B}, -std::numeric_limits<double>::infinity(), opts);
+  at::Tensor run_sum = at::zeros({B}, opts);
+  at::Tensor target_logit = at::zeros({B}, opts);
+  at::Tensor expected = compute_grad ? at::zeros({B, D}, opts) : at::Tensor();
+  for (int64_t l0 = 0; l0 < L;) {
+    int64_t n;
+    at::Tensor c;  // (n, D) label means of this block
+    if (kZeroCopy && run[l0] >= kMinRun) {
+      n = std::min(nb, run[l0]);
+      c = memory.narrow(0, rows[ptr[l0]], n);
+    } else {
+      n = 1;  // up to nb labels, stopping where a long zero-copy run starts
+      while (l0 + n < L && n < nb && !(kZeroCopy && run[l0 + n] >= kMinRun)) ++n;
+      c = means.narrow(0, 0, n);
+      check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
+          mem, M, D, ptr, rows, L, nullptr, l0, n, c.data_ptr<Acc>()));
+    }
+    at::Tensor s = scores.narrow(0, 0, B * n).view({B, n});  // (B, n)
+    at::mm_out(s, f, c.t());
+    check_status(smcr::hybrid_memory_softmax_block_cpu<Acc>(
+        s.data_ptr<Acc>(), s.data_ptr<Acc>(), B, n, n, l0, ptr, tgt, inv_temp,
+        run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(), target_logit.data_ptr<Acc>(),
+        compute_grad ? expected.data_ptr<Acc>() : nullptr, D));
+    if (compute_grad) expected.addmm_(s, c);  // E += P C
+    l0 += n;
+  }
+  at::Tensor target_means;
+  if (compute_grad) {
+    target_means = at::empty({B, D}, opts);
+    check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
+        mem, M, D, ptr, rows, L, tgt, 0, B, target_means.data_ptr<Acc>()));
+  }
+  check_status(smcr::hybrid_memory_finalize_cpu<Acc>(
+      B, D, run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(), target_logit.data_ptr<Acc>(),
+      compute_grad ? expected.data_ptr<Acc>() : nullptr,
+      compute_grad ? target_means.data_ptr<Acc>() : nullptr, inv_temp, static_cast<Acc>(eps),
+      per_sample.data_ptr<Acc>(), loss.data_ptr<Acc>(),
+      compute_grad ? grad_cache.data_ptr<Acc>() : nullptr));
+  return {loss, per_sample, grad_cache};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cpu(
+    const at::Tensor& features, const at::Tensor& memory, const at::Tensor& label_ptr,
+    const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
+    int64_t block_size, bool compute_grad) {
+  const HybridMemoryShapes sh = check_hybrid_memory_loss(features, memory, label_ptr, label_rows,
+                                                         targets, temperature, eps, block_size);
+  const at::Tensor f = features.to(sh.acc).contiguous();
+  switch (memory.scalar_type()) {
+    case at::kFloat:
+      return hybrid_memory_loss_impl<float, float>(f, memory, label_ptr, label_rows, targets,
+                                                   temperature, eps, block_size, compute_grad, sh);
+    case at::kBFloat16:
+      return hybrid_memory_loss_impl<smcr::bf16, float>(f, memory, label_ptr, label_rows, targets,
+                                                        temperature, eps, block_size,
+                                                        compute_grad, sh);
+    default:
+      return hybrid_memory_loss_impl<double, double>(f, memory, label_ptr, label_rows, targets,
+                                                     temperature, eps, block_size, compute_grad,
+                                                     sh);
+  }
+}
+
+template <typename Acc>
+at::Tensor hybrid_memory_backward_impl(const at::Tensor& grad_loss,
+                                       const at::Tensor& grad_per_sample,
+                                       const at::Tensor& grad_cache) {
+  const int64_t B = grad_cache.size(0), D = grad_cache.size(1);
+  const at::Tensor gl = grad_loss.to(grad_cache.scalar_type()).contiguous();
+  const at::Tensor gps = grad_per_sample.to(grad_cache.scalar_type()).contiguous();
+  at::Tensor out = at::empty({B, D}, grad_cache.options());
+  check_status(smcr::hybrid_memory_backward_cpu<Acc>(B, D, gl.data_ptr<Acc>(),
+                                                     gps.data_ptr<Acc>(),
+                                                     grad_cache.data_ptr<Acc>(),
+                                                     out.data_ptr<Acc>()));
+  return out;
+}
+
+at::Tensor hybrid_memory_loss_backward_cpu(const at::Tensor& grad_loss,
+                                           const at::Tensor& grad_per_sample,
+                                           const at::Tensor& grad_cache, at::ScalarType dtype) {
+  check_hybrid_memory_backward(grad_loss, grad_per_sample, grad_cache);
+  at::Tensor out = grad_cache.scalar_type() == at::kDouble
+                       ? hybrid_memory_backward_impl<double>(grad_loss, grad_per_sample, grad_cache)
+                       : hybrid_memory_backward_impl<float>(grad_loss, grad_per_sample, grad_cache);
+  return out.to(dtype);
+}
+
+// ------------------------------------------------------------------------ update
+
+template <typename T, typename Acc>
+void hybrid_memory_update_impl(at::Tensor& memory, const at::Tensor& rows, const at::Tensor& f,
+                               double momentum) {
+  check_status(smcr::hybrid_memory_update_cpu<T, Acc>(
+      reinterpret_cast<T*>(memory.data_ptr()), memory.size(0), memory.size(1),
+      rows.data_ptr<int64_t>(), f.data_ptr<Acc>(), f.size(0), static_cast<Acc>(momentum)));
+}
+
+void hybrid_memory_update_cpu(at::Tensor memory, const at::Tensor& rows,
+                              const at::Tensor& features, double momentum) {
+  const at::ScalarType acc = check_hybrid_memory_update(memory, rows, features, momentum);
+  const at::Tensor f = features.to(acc).contiguous();
+  switch (memory.scalar_type()) {
+    case at::kFloat:
+      return hybrid_memory_update_impl<float, float>(memory, rows, f, momentum);
+    case at::kBFloat16:
+      return hybrid_memory_update_impl<smcr::bf16, float>(memory, rows, f, momentum);
+    default:
+      return hybrid_memory_update_impl<double, double>(memory, rows, f, momentum);
+  }
+}
+
+// ------------------------------------------------------------------------ soft triplet
+
+using TripletOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                                  at::Tensor, at::Tensor>;
+
+template <typename Acc>
+TripletOutputs soft_triplet_impl(const at::Tensor& x, const at::Tensor& teacher,
+                                 const at::Tensor& labels, double margin) {
+  const int64_t B = x.size(0), D = x.size(1);
+  const auto opts = x.options();
+  at::Tensor gram = at::mm(x, x.t());  // (B, B)
+  at::Tensor loss = at::zeros({}, opts);
+  at::Tensor per = at::empty({B}, opts), dap = at::empty({B}, opts), dan = at::empty({B}, opts);
+  at::Tensor coef = at::empty({B}, opts);
+  at::Tensor pos = at::empty({B}, labels.options()), neg = at::empty({B}, labels.options());
+  check_status(smcr::soft_triplet_forward_cpu<Acc>(
+      x.data_ptr<Acc>(), teacher.defined() ? teacher.data_ptr<Acc>() : nullptr,
+      gram.data_ptr<Acc>(), labels.data_ptr<int64_t>(), B, D, static_cast<Acc>(margin),
+      per.data_ptr<Acc>(), loss.data_ptr<Acc>(), pos.data_ptr<int64_t>(),
+      neg.data_ptr<int64_t>(), dap.data_ptr<Acc>(), dan.data_ptr<Acc>(), coef.data_ptr<Acc>()));
+  return {loss, per, pos, neg, dap, dan, coef};
+}
+
+TripletOutputs soft_triplet_cpu(const at::Tensor& student, const c10::optional<at::Tensor>& teacher,
+                                const at::Tensor& labels, double margin) {
+  const at::ScalarType acc = check_soft_triplet(student, teacher, labels, margin);
+  const at::Tensor x = student.to(acc).contiguous();
+  const at::Tensor t = teacher.has_value() ? teacher->to(acc).contiguous() : at::Tensor();
+  return acc == at::kDouble ? soft_triplet_impl<double>(x, t, labels, margin)
+                            : soft_triplet_impl<float>(x, t, labels, margin);
+}
+
+template <typename Acc>
+at::Tensor soft_triplet_backward_impl(const at::Tensor& grad_loss,
+                                      const at::Tensor& grad_per_anchor, const at::Tensor& x,
+                                      const at::Tensor& pos, const at::Tensor& neg,
+                                      const at::Tensor& dap, const at::Tensor& dan,
+                                      const at::Tensor& coef) {
+  const int64_t B = x.size(0), D = x.size(1);
+  const at::Tensor gl = grad_loss.to(coef.scalar_type()).contiguous();
+  const at::Tensor gpa = grad_per_anchor.to(coef.scalar_type()).contiguous();
+  at::Tensor out = at::empty({B, D}, x.options());
+  check_status(smcr::soft_triplet_backward_cpu<Acc>(
+      x.data_ptr<Acc>(), B, D, pos.data_ptr<int64_t>(), neg.data_ptr<int64_t>(),
+      dap.data_ptr<Acc>(), dan.data_ptr<Acc>(), coef.data_ptr<Acc>(), gl.data_ptr<Acc>(),
+      gpa.data_ptr<Acc>(), out.data_ptr<Acc>()));
+  return out;
+}
+
+at::Tensor soft_triplet_backward_cpu(const at::Tensor& grad_loss,
+                                     const at::Tensor& grad_per_anchor,
+                                     const at::Tensor& student, const at::Tensor& pos,
+                                     const at::Tensor& neg, const at::Tensor& dist_ap,
+                                     const at::Tensor& dist_an, const at::Tensor& coef,
+                                     at::ScalarType dtype) {
+  check_triplet_backward_args(grad_loss, grad_per_anchor, student, pos, neg, dist_ap, dist_an,
+                              coef);
+  const at::Tensor x = student.to(coef.scalar_type()).contiguous();
+  at::Tensor out = coef.scalar_type() == at::kDouble
+                       ? soft_triplet_backward_impl<double>(grad_loss, grad_per_anchor, x, pos,
+                                                            neg, dist_ap, dist_an, coef)
+                       : soft_triplet_backward_impl<float>(grad_loss, grad_per_anchor, x, pos,
+                                                           neg, dist_ap, dist_an, coef);
+  return out.to(dtype);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(smcr, CPU, m) {
+  m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cpu);
+  m.impl("hybrid_memory_loss", &hybrid_memory_loss_cpu);
+  m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cpu);
+  m.impl("hybrid_memory_update_", &hybrid_memory_update_cpu);
+  m.impl("soft_triplet", &soft_triplet_cpu);
+  m.impl("_soft_triplet_backward", &soft_triplet_backward_cpu);
+}
+
+}  // namespace smcr_glue

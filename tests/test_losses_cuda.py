@@ -1,0 +1,352 @@
+"""CUDA versions of the training-loss ops: CUDA vs CPU (float32, within 1e-5) vs the float64
+reference, gradcheck and opcheck on the device, bf16/fp16 stability, deterministic updates
+with duplicate rows, a 20-step run, and 64-bit offsets. Run with `pytest -m cuda` on a GPU
+machine with a CUDA build of smcr_ext (skipped elsewhere)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from smcr.losses import HybridMemory
+from smcr.losses.reference import (
+    hybrid_memory_loss_reference,
+    hybrid_memory_update_reference,
+    soft_triplet_reference,
+)
+
+import smcr_ext
+
+pytestmark = pytest.mark.cuda
+f64 = torch.float64
+DEV = "cuda"
+
+
+@pytest.fixture(autouse=True)
+def _full_fp32_matmul():
+    """CUDA vs CPU within 1e-5 needs true float32 products (no TF32)."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def make_case(b=64, m=5000, d=256, num_labels=1500, absent=(0, 7, 1499), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1)
+    present = torch.tensor([c for c in range(num_labels) if c not in absent])
+    row_labels = present[torch.randint(0, present.numel(), (m,), generator=g)]
+    k = min(m, present.numel())
+    row_labels[:k] = present[:k]
+    targets = row_labels[torch.randint(0, m, (b,), generator=g)]
+    features = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1)
+    return features, memory, row_labels, targets
+
+
+def hm_loss_and_grad(features, memory, row_labels, targets, device, **kw):
+    x = features.to(device).clone().requires_grad_()
+    out = smcr_ext.hybrid_memory_loss(x, memory.to(device), row_labels.to(device),
+                                      targets.to(device), **kw)
+    w = torch.linspace(0.5, 1.5, features.shape[0], device=device, dtype=out.per_sample.dtype)
+    (out.loss + (w * out.per_sample).sum()).backward()
+    return out.loss.detach().cpu(), out.per_sample.detach().cpu(), x.grad.cpu()
+
+
+# ------------------------------------------------------------------------------ hybrid memory
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 333])
+def test_loss_cuda_matches_cpu_float32(block_size):
+    features, memory, row_labels, targets = make_case()
+    args = (features.float(), memory.float(), row_labels, targets)
+    kw = {} if block_size is None else {"block_size": block_size}
+    lc, pc, gc = hm_loss_and_grad(*args, "cpu", **kw)
+    lg, pg, gg = hm_loss_and_grad(*args, DEV, **kw)
+    assert abs(lg.item() - lc.item()) <= 1e-5
+    assert (pg - pc).abs().max().item() <= 1e-5
+    assert (gg - gc).abs().max().item() <= 1e-5
+    lr, pr, gr = hm_loss_and_grad(features, memory, row_labels, targets, "cpu")  # float64 CPU
+    assert abs(lg.item() - lr.item()) <= 1e-4
+
+
+def test_loss_cuda_float64_matches_reference_and_gradcheck():
+    features, memory, row_labels, targets = make_case(b=16, m=400, d=32, num_labels=150)
+    lg, pg, gg = hm_loss_and_grad(features, memory, row_labels, targets, DEV, block_size=37)
+    x = features.clone().requires_grad_()
+    ref, ref_per = hybrid_memory_loss_reference(x, memory, row_labels, targets)
+    w = torch.linspace(0.5, 1.5, features.shape[0], dtype=f64)
+    (ref + (w * ref_per).sum()).backward()
+    assert abs(lg.item() - ref.item()) <= 1e-9
+    assert (gg - x.grad).abs().max().item() <= 1e-9
+    small = make_case(b=4, m=30, d=6, num_labels=10, absent=(2,), seed=1)
+    f, mem, lab, tgt = (t.to(DEV) for t in small)
+    index = smcr_ext.label_index(lab)
+    assert torch.autograd.gradcheck(
+        lambda v: smcr_ext.hybrid_memory_loss(v, mem, index, tgt, 0.5, block_size=3),
+        (f.clone().requires_grad_(),),
+    )
+
+
+def test_opcheck_cuda():
+    f, mem, lab, tgt = (t.to(DEV) for t in make_case(b=4, m=30, d=6, num_labels=10, absent=(2,)))
+    index = smcr_ext.label_index(lab)
+    torch.library.opcheck(torch.ops.smcr.hybrid_memory_label_index.default, (lab, 10))
+    for dtype, mdtype in ((f64, f64), (torch.float32, torch.float32),
+                          (torch.float32, torch.bfloat16)):
+        torch.library.opcheck(
+            torch.ops.smcr.hybrid_memory_loss.default,
+            (f.detach().to(dtype).requires_grad_(), mem.to(mdtype), index.label_ptr, index.label_rows, tgt,
+             0.05, 1e-6, 4, True),
+        )
+    torch.library.opcheck(
+        torch.ops.smcr.hybrid_memory_update_.default,
+        (mem.clone(), torch.tensor([3, 0, 3, 29], device=DEV), f, 0.2),
+    )
+    s = f.float().repeat(2, 1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3], device=DEV)
+    torch.library.opcheck(torch.ops.smcr.soft_triplet.default,
+                          (s.requires_grad_(), s.detach() * 2, labels, 0.0))
+
+
+def test_label_index_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 5000, (40000,), generator=g)
+    cpu = smcr_ext.label_index(labels, num_labels=6000)
+    gpu = smcr_ext.label_index(labels.to(DEV), num_labels=6000)
+    assert torch.equal(gpu.label_ptr.cpu(), cpu.label_ptr)
+    assert torch.equal(gpu.label_rows.cpu(), cpu.label_rows)
+
+
+def test_loss_is_deterministic():
+    features, memory, row_labels, targets = make_case(seed=4)
+    a = hm_loss_and_grad(features.float(), memory.float(), row_labels, targets, DEV)
+    b = hm_loss_and_grad(features.float(), memory.float(), row_labels, targets, DEV)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+def _err_rule(ours: float, torch_own: float, ref: float, floor: float) -> None:
+    """Flash-attention's rule: our error <= 2 x PyTorch's own error in the same dtype."""
+    err_ours = abs(ours - ref)
+    err_torch = abs(torch_own - ref)
+    assert math.isfinite(ours)
+    if math.isfinite(err_torch):
+        assert err_ours <= 2 * err_torch + floor, (err_ours, err_torch)
+    else:
+        assert err_ours <= floor
+
+
+@pytest.mark.parametrize("memory_dtype,feature_dtype", [
+    (torch.bfloat16, torch.float32), (torch.bfloat16, torch.bfloat16),
+    (torch.float32, torch.float16), (torch.float32, torch.bfloat16)])
+def test_low_precision_stable_and_within_twice_torch_error(memory_dtype, feature_dtype):
+    features, memory, row_labels, targets = make_case(b=64, m=3000, d=512, num_labels=900, seed=5)
+    f = features.to(feature_dtype).to(DEV)
+    mem = memory.to(memory_dtype).to(DEV)
+    lab, tgt = row_labels.to(DEV), targets.to(DEV)
+    x = f.clone().requires_grad_()
+    out = smcr_ext.hybrid_memory_loss(x, mem, lab, tgt)
+    out.loss.backward()
+    assert torch.isfinite(out.per_sample).all() and torch.isfinite(x.grad).all()
+    assert x.grad.dtype == feature_dtype
+    xr = f.double().clone().requires_grad_()
+    ref, _ = hybrid_memory_loss_reference(xr, mem.double(), lab, tgt)
+    ref.backward()
+    low = feature_dtype if feature_dtype != torch.float32 else memory_dtype
+    torch_own, _ = hybrid_memory_loss_reference(f.to(low), mem.to(low), lab, tgt)
+    _err_rule(out.loss.item(), torch_own.float().item(), ref.item(), floor=1e-4)
+    rel = (x.grad.double() - xr.grad).norm() / xr.grad.norm()
+    assert rel.item() <= 3e-2
+
+
+def test_bf16_memory_cuda_close_to_cpu():
+    features, memory, row_labels, targets = make_case(seed=6)
+    args = (features.float(), memory.to(torch.bfloat16), row_labels, targets)
+    lc, _, gc = hm_loss_and_grad(*args, "cpu")
+    lg, _, gg = hm_loss_and_grad(*args, DEV)
+    # CUDA rounds the features, label means and probabilities to bf16 for tensor-core products.
+    assert abs(lg.item() - lc.item()) <= 2e-3 * max(1.0, lc.item())
+    assert ((gg - gc).norm() / gc.norm()).item() <= 2e-2
+
+
+# ------------------------------------------------------------------------------ update
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, f64])
+def test_update_cuda_matches_cpu_and_changes_only_listed_rows(dtype):
+    g = torch.Generator().manual_seed(7)
+    m, d, b = 500, 2048, 128
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1).to(dtype)
+    feats = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1)
+    feats = feats if dtype == f64 else feats.float()
+    rows = torch.randint(0, 60, (b,), generator=g)  # many duplicates
+    cpu = memory.clone()
+    smcr_ext.hybrid_memory_update_(cpu, rows, feats, 0.2)
+    gpu = memory.to(DEV)
+    fg, rg = feats.to(DEV), rows.to(DEV)
+    f_before, r_before = fg.clone(), rg.clone()
+    smcr_ext.hybrid_memory_update_(gpu, rg, fg, 0.2)
+    assert torch.equal(fg, f_before) and torch.equal(rg, r_before)
+    tol = {torch.float32: 1e-6, torch.bfloat16: 8e-3, f64: 1e-13}[dtype]
+    assert (gpu.cpu().double() - cpu.double()).abs().max().item() <= tol
+    changed = (gpu.cpu() != memory).any(dim=1)
+    assert set(torch.nonzero(changed).flatten().tolist()) <= set(rows.tolist())
+    again = memory.to(DEV)
+    smcr_ext.hybrid_memory_update_(again, rg, fg, 0.2)
+    assert torch.equal(again, gpu)  # deterministic
+    ref = memory.double().clone()
+    hybrid_memory_update_reference(ref, rows, feats.double(), 0.2)
+    assert (gpu.cpu().double() - ref).abs().max().item() <= max(tol, 1e-6)
+
+
+def test_twenty_step_run_cuda_matches_cpu():
+    g = torch.Generator().manual_seed(8)
+    c_s, n_src, n_t, d_in, d = 50, 400, 2000, 64, 128
+    src_x = torch.randn(n_src, d_in, generator=g)
+    src_y = torch.arange(n_src) % c_s
+    tgt_x = torch.randn(n_t, d_in, generator=g)
+    w0 = torch.randn(d_in, d, generator=g)
+    pseudo = torch.randint(-1, 300, (n_t,), generator=g)
+    runs = {}
+    for device in ("cpu", DEV):
+        w = w0.clone().to(device).requires_grad_()
+        sx, sy, tx = src_x.to(device), src_y.to(device), tgt_x.to(device)
+        memory = HybridMemory.from_features(F.normalize(sx @ w0.to(device), dim=1), sy,
+                                            F.normalize(tx @ w0.to(device), dim=1))
+        memory.relabel(pseudo)
+        gb = torch.Generator().manual_seed(9)
+        losses = []
+        for _ in range(20):
+            si = torch.randint(0, n_src, (32,), generator=gb).to(device)
+            ti = torch.randint(0, n_t, (32,), generator=gb).to(device)
+            fs, ft = F.normalize(sx[si] @ w, dim=1), F.normalize(tx[ti] @ w, dim=1)
+            rows_s, rows_t = memory.source_rows(sy[si]), memory.target_rows(ti)
+            loss = memory(fs, rows_s) + memory(ft, rows_t)
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.1 * w.grad
+                w.grad = None
+            memory.update(torch.cat([fs, ft]), torch.cat([rows_s, rows_t]))
+            losses.append(loss.item())
+        runs[device] = (losses, memory.features.cpu(), w.detach().cpu())
+    (lc, mc, wc), (lg, mg, wg) = runs["cpu"], runs[DEV]
+    assert max(abs(a - b) for a, b in zip(lc, lg, strict=True)) <= 1e-4
+    assert (mc - mg).abs().max().item() <= 1e-4
+    assert (wc - wg).abs().max().item() <= 1e-4
+
+
+# ------------------------------------------------------------------------------ soft triplet
+
+
+def make_triplets(b=64, d=2048, ids=16, seed=10):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(b, d, generator=g, dtype=f64)
+    t = s + 0.3 * torch.randn(b, d, generator=g, dtype=f64)
+    labels = torch.arange(b) % ids
+    labels[5] = 999  # an anchor without a positive
+    return s, t, labels
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_soft_triplet_cuda_matches_cpu(soft):
+    s, t, labels = make_triplets()
+    res = {}
+    for device in ("cpu", DEV):
+        x = s.float().to(device).requires_grad_()
+        out = smcr_ext.soft_triplet(x, t.float().to(device) if soft else None, labels.to(device))
+        w = torch.rand(s.shape[0], generator=torch.Generator().manual_seed(0)).to(device)
+        (out.loss + (w * out.per_anchor).sum()).backward()
+        res[device] = (out.loss.item(), out.per_anchor.cpu(), out.pos_index.cpu(),
+                       out.neg_index.cpu(), x.grad.cpu())
+    (lc, pc, ipc, inc, gc), (lg, pg, ipg, ing, gg) = res["cpu"], res[DEV]
+    assert torch.equal(ipc, ipg) and torch.equal(inc, ing)
+    assert abs(lc - lg) <= 1e-5 and (pc - pg).abs().max().item() <= 1e-5
+    assert (gc - gg).abs().max().item() <= 1e-5
+
+
+def test_soft_triplet_cuda_float64_reference_and_gradcheck():
+    s, t, labels = make_triplets(b=32, d=64, ids=8)
+    x = s.to(DEV).requires_grad_()
+    out = smcr_ext.soft_triplet(x, t.to(DEV), labels.to(DEV))
+    out.loss.backward()
+    xr = s.clone().requires_grad_()
+    ref, *_ = soft_triplet_reference(xr, t, labels)
+    ref.backward()
+    assert abs(out.loss.item() - ref.item()) <= 1e-9
+    assert (x.grad.cpu() - xr.grad).abs().max().item() <= 1e-9
+    small_s, small_t, small_l = make_triplets(b=8, d=5, ids=3, seed=11)
+    tt = small_t.to(DEV)
+    assert torch.autograd.gradcheck(
+        lambda v: smcr_ext.soft_triplet(v, tt, small_l.to(DEV))[:2],
+        (small_s.to(DEV).requires_grad_(),),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_soft_triplet_low_precision_cuda(dtype):
+    s, t, labels = make_triplets(seed=12)
+    x = s.to(dtype).to(DEV).requires_grad_()
+    out = smcr_ext.soft_triplet(x, t.to(dtype).to(DEV), labels.to(DEV))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(x.grad).all()
+    ref, *_ = soft_triplet_reference(s.to(dtype).double(), t.to(dtype).double(), labels)
+    assert abs(out.loss.item() - ref.item()) <= 1e-5
+
+
+def test_soft_triplet_degenerate_cuda():
+    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 0.0], [3.0, 0.0]], device=DEV,
+                     requires_grad=True)
+    out = smcr_ext.soft_triplet(x, x.detach() * 1.1, torch.tensor([0, 0, 1, 1], device=DEV))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(x.grad).all()
+    y = torch.randn(6, 4, device=DEV, requires_grad=True)
+    out = smcr_ext.soft_triplet(y, None, torch.zeros(6, dtype=torch.int64, device=DEV))
+    out.loss.backward()
+    assert out.loss.item() == 0.0 and torch.equal(y.grad, torch.zeros_like(y))
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def test_bad_input_cuda():
+    f, mem, lab, tgt = (t.to(DEV) for t in make_case(b=4, m=30, d=8, num_labels=10, absent=(3,)))
+    with pytest.raises(ValueError, match="targets"):
+        smcr_ext.hybrid_memory_loss(f, mem, lab, torch.tensor([0, 1, 3, 4], device=DEV))
+    with pytest.raises(ValueError, match="features and memory"):
+        smcr_ext.hybrid_memory_loss(f.cpu(), mem, lab, tgt)
+    bad = f.clone()
+    bad[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="features"):
+        smcr_ext.hybrid_memory_loss(bad, mem, lab, tgt)
+    with pytest.raises(ValueError, match="rows"):
+        smcr_ext.hybrid_memory_update_(mem, torch.tensor([0, 30, 1, 2], device=DEV), f)
+
+
+# ------------------------------------------------------------------------------ 64-bit offsets
+
+
+@pytest.mark.slow
+def test_64bit_offsets_bf16_memory():
+    """M * D > 2^31 elements (a 4.3 GB bf16 memory): the last rows are read and updated at
+    the right place."""
+    m, d = 1_050_000, 2048
+    assert m * d > 2**31
+    torch.manual_seed(13)
+    mem = torch.empty(m, d, dtype=torch.bfloat16, device=DEV)
+    mem.normal_()
+    mem.div_(mem.float().norm(dim=1, keepdim=True).to(torch.bfloat16))
+    lab = torch.arange(m, device=DEV) // 1000  # 1050 labels of 1000 rows
+    f = F.normalize(torch.randn(8, d, device=DEV), dim=1)
+    tgt = torch.tensor([0, 1, 500, 1048, 1049, 1049, 3, 1000], device=DEV)
+    out = smcr_ext.hybrid_memory_loss(f, mem, lab, tgt)
+    means = torch.stack([mem[k * 1000:(k + 1) * 1000].float().mean(0) for k in range(1050)])
+    s = f @ means.t() / 0.05  # (8, 1050)
+    p = torch.softmax(s.double(), dim=1)[torch.arange(8), tgt]
+    ref = -torch.log(p + 1e-6)  # eps in the denominator changes nothing at this scale
+    assert (out.per_sample.double() - ref).abs().max().item() <= 2e-3
+    rows = torch.tensor([m - 1, m - 2, 0], device=DEV)
+    expect = F.normalize(0.2 * mem[rows].float() + 0.8 * f[:3], dim=1)
+    smcr_ext.hybrid_memory_update_(mem, rows, f[:3], 0.2)
+    assert (mem[rows].float() - expect).abs().max().item() <= 8e-3

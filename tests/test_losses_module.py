@@ -1,0 +1,146 @@
+"""smcr.losses.HybridMemory: construction, relabelling, a 20-step training run matching the
+plain-PyTorch reference step by step, and identical updates on every rank under
+torch.distributed (CPU, gloo)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from smcr.losses import HybridMemory, class_centroids
+from smcr.losses.reference import hybrid_memory_loss_reference, hybrid_memory_update_reference
+
+import smcr_ext
+
+f64 = torch.float64
+
+
+def test_from_features_layout_and_relabel():
+    g = torch.Generator().manual_seed(0)
+    src = torch.randn(30, 8, generator=g, dtype=f64)
+    src_y = torch.arange(30) % 5
+    tgt = torch.randn(12, 8, generator=g, dtype=f64)
+    mem = HybridMemory.from_features(src, src_y, tgt, dtype=f64)
+    assert mem.features.shape == (17, 8) and mem.num_source_classes == 5
+    torch.testing.assert_close(mem.features[:5], class_centroids(src, src_y))
+    torch.testing.assert_close(mem.target_features, F.normalize(tgt, dim=1))
+    assert mem.labels.tolist() == list(range(17))  # every target image its own class
+    stats = mem.relabel(torch.tensor([7, 7, -1, 2, 2, 2, -1, 7, 9, 9, -1, 2]))
+    assert (stats.num_clusters, stats.num_outliers, stats.largest_cluster, stats.num_labels) == (
+        3, 3, 4, 11)
+    # clusters 2, 7, 9 -> 0, 1, 2 (+5); outliers -> 3, 4, 5 (+5) in row order
+    assert mem.labels[5:].tolist() == [6, 6, 8, 5, 5, 5, 9, 6, 7, 7, 10, 5]
+    assert mem.label_index.num_labels == 11
+    with pytest.raises(ValueError, match="target_labels"):
+        mem.relabel(torch.zeros(5, dtype=torch.int64))
+    with pytest.raises(ValueError, match="rows"):
+        mem(torch.randn(2, 8, dtype=f64), torch.tensor([0, 17]))
+
+
+def test_bfloat16_memory_halves_bytes():
+    tgt = torch.randn(100, 64)
+    m32 = HybridMemory.from_features(None, None, tgt)
+    m16 = HybridMemory.from_features(None, None, tgt, dtype=torch.bfloat16)
+    assert m16.features.element_size() * 2 == m32.features.element_size()
+    f = F.normalize(torch.randn(4, 64), dim=1)
+    rows = torch.tensor([0, 5, 9, 99])
+    assert abs(m32(f, rows).item() - m16(f, rows).item()) < 0.05
+
+
+def _embed(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x @ w, dim=1)  # (B, D)
+
+
+def test_twenty_step_run_matches_reference():
+    """Loss, backward, SGD step and memory update, 20 times (relabelled at step 10): our
+    memory, losses and gradients equal the plain float64 reference at every step."""
+    g = torch.Generator().manual_seed(1)
+    c_s, n_src, n_t, d_in, d = 6, 36, 40, 24, 16
+    src_x = torch.randn(n_src, d_in, generator=g, dtype=f64)
+    src_y = torch.arange(n_src) % c_s
+    tgt_x = torch.randn(n_t, d_in, generator=g, dtype=f64)
+    w0 = torch.randn(d_in, d, generator=g, dtype=f64)
+    w_ours, w_ref = w0.clone().requires_grad_(), w0.clone().requires_grad_()
+    memory = HybridMemory.from_features(_embed(src_x, w0), src_y, _embed(tgt_x, w0), dtype=f64)
+    memory.relabel(torch.randint(-1, 8, (n_t,), generator=g))
+    ref_memory, ref_labels = memory.features.clone(), memory.labels.clone()
+    for step in range(20):
+        if step == 10:
+            memory.relabel(torch.randint(-1, 5, (n_t,), generator=g))
+            ref_labels = memory.labels.clone()
+        si = torch.randint(0, n_src, (8,), generator=g)
+        ti = torch.randint(0, n_t, (8,), generator=g)
+        ti[3] = ti[0]  # the same target image twice in one batch
+        rows_s, rows_t = memory.source_rows(src_y[si]), memory.target_rows(ti)
+        # ours
+        fs, ft = _embed(src_x[si], w_ours), _embed(tgt_x[ti], w_ours)
+        loss = memory(fs, rows_s) + memory(ft, rows_t)
+        loss.backward()
+        # reference
+        rs, rt = _embed(src_x[si], w_ref), _embed(tgt_x[ti], w_ref)
+        ref = (hybrid_memory_loss_reference(rs, ref_memory, ref_labels, ref_labels[rows_s])[0]
+               + hybrid_memory_loss_reference(rt, ref_memory, ref_labels, ref_labels[rows_t])[0])
+        ref.backward()
+        assert abs(loss.item() - ref.item()) <= 1e-9, step
+        torch.testing.assert_close(w_ours.grad, w_ref.grad, rtol=1e-7, atol=1e-9)
+        with torch.no_grad():
+            for w in (w_ours, w_ref):
+                w -= 0.5 * w.grad
+                w.grad = None
+        memory.update(torch.cat([fs, ft]), torch.cat([rows_s, rows_t]))
+        hybrid_memory_update_reference(ref_memory, torch.cat([rows_s, rows_t]),
+                                       torch.cat([rs, rt]).detach())
+        torch.testing.assert_close(memory.features, ref_memory, rtol=0, atol=1e-12)
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, result_file: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        g = torch.Generator().manual_seed(2)
+        tgt = torch.randn(20, 8, generator=g, dtype=f64)
+        memory = HybridMemory.from_features(None, None, tgt, dtype=f64)
+        # Each rank has its own batch (different sizes; row 4 on both ranks).
+        gr = torch.Generator().manual_seed(100 + rank)
+        b = 3 + rank
+        feats = F.normalize(torch.randn(b, 8, generator=gr, dtype=f64), dim=1)
+        rows = torch.tensor([4, 7, 11, 4][:b]) if rank == 0 else torch.tensor([4, 0, 19, 7])
+        loss = memory(feats.clone().requires_grad_(), rows)
+        assert torch.isfinite(loss)
+        memory.update(feats, rows)
+        torch.save(memory.features, f"{result_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two gloo processes: ~7 s
+def test_distributed_update_is_identical_on_every_rank(tmp_path):
+    world = 2
+    result = str(tmp_path / "memory")
+    mp.spawn(_ddp_worker, args=(world, str(tmp_path / "init"), result), nprocs=world, join=True)
+    got = [torch.load(f"{result}.{r}") for r in range(world)]
+    assert torch.equal(got[0], got[1])
+    # Expected: rank 0's batch, then rank 1's, in order.
+    g = torch.Generator().manual_seed(2)
+    expect = F.normalize(torch.randn(20, 8, generator=g, dtype=f64), dim=1)
+    for rank in range(world):
+        gr = torch.Generator().manual_seed(100 + rank)
+        feats = F.normalize(torch.randn(3 + rank, 8, generator=gr, dtype=f64), dim=1)
+        rows = torch.tensor([4, 7, 11]) if rank == 0 else torch.tensor([4, 0, 19, 7])
+        hybrid_memory_update_reference(expect, rows, feats, 0.2)
+    torch.testing.assert_close(got[0], expect, rtol=0, atol=1e-12)
+    assert not os.path.exists(f"{result}.2")
+
+
+def test_label_index_is_cached_until_relabel():
+    memory = HybridMemory.from_features(None, None, torch.randn(10, 4))
+    first = memory.label_index
+    assert memory.label_index is first
+    memory.relabel(torch.tensor([0, 0, 1, 1, -1, 2, 2, 2, -1, 0]))
+    assert memory.label_index is not first and memory.label_index.num_labels == 5
+    smcr_ext.hybrid_memory_update_(memory.features, torch.tensor([1]), torch.randn(1, 4), 0.2)
+    assert memory.label_index.num_labels == 5
