@@ -1,0 +1,318 @@
+"""The training configuration: dataclasses with their defaults, loaded from YAML.
+
+    cfg = load_config("configs/duke2market.yaml", ["schedule.epochs=10", "run.out=runs/x"])
+    cfg = TrainConfig()                       # the paper's defaults, nothing else set
+
+Every default lives in the dataclass (paper §V-A, equal to SpCL's schedule). Unknown keys
+are errors that name the key; values of `--set a.b=c` overrides are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DomainConfig",
+    "PretrainConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "SMCRConfig",
+    "TrainConfig",
+    "TranslatorConfig",
+    "config_to_dict",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is wrong; the message names it."""
+
+
+@dataclass
+class DomainConfig:
+    """One domain: a dataset on disk (`root`, any layout `smcr.data.read_dataset` knows),
+    or one our renderer generates into the run's data folder (`preset`, `ids`, `seed`)."""
+
+    root: str | None = None
+    format: str = "auto"
+    preset: str | None = None
+    ids: int = 200
+    seed: int = 0
+    render_size: list[int] | None = None  # (H, W) of generated images; default: preset's
+
+    def check(self, name: str) -> None:
+        if (self.root is None) == (self.preset is None):
+            raise ConfigError(f"data.{name}: give exactly one of root (a dataset) or preset (generate)")
+        if self.preset is not None and self.ids < 2:
+            raise ConfigError(f"data.{name}.ids must be >= 2, got {self.ids}")
+
+
+@dataclass
+class DataConfig:
+    source: DomainConfig = field(default_factory=DomainConfig)
+    target: DomainConfig = field(default_factory=DomainConfig)
+    synthetic: DomainConfig | None = None  # labeled synthetic data for stage 1
+    image_size: list[int] = field(default_factory=lambda: [256, 128])  # (H, W) of the network input
+    batch_source: int = 64
+    batch_target: int = 64
+    num_instances: int = 4
+    test_batch: int = 128
+
+
+@dataclass
+class TranslatorConfig:
+    """eSPGAN translation of synthetic -> source (D^SR) and source -> target (D^RT).
+    kind: "espgan" (CycleGAN + identity mapping + re-ID cross-entropy, the paper's) or
+    "cyclegan" (the ablation row). `options` go to smcr.translate.TranslateConfig."""
+
+    enabled: bool = True
+    kind: str = "espgan"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PretrainConfig:
+    """Stage 1 (§IV-B): supervised training on D^SR ∪ D^R (label-smoothed cross-entropy +
+    softplus triplet). mode: "translated" (the paper), "raw" (synthetic images untranslated,
+    the paper's "GSPR-pre"), "source" (source only: no synthetic data), "none" (no stage 1:
+    `checkpoint` or a fresh network initialises the branches)."""
+
+    mode: str = "translated"
+    checkpoint: str | None = None
+    epochs: int = 20
+    iters: int = 200
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 5
+    label_smoothing: float = 0.1
+
+
+@dataclass
+class SMCRConfig:
+    """Stage 2 (§IV-C..E). branches: "both" (SMCR), "rihr" or "dthr" alone (a single
+    branch, SpCL-like). collaborative: the mean-teacher soft-triplet terms between branches.
+    recluster: "memory" (SpCL: cluster each branch's momentum-updated target rows) or
+    "features" (fresh features every epoch). cluster: keyword arguments of
+    smcr.cluster.PseudoLabeler (criterion "spcl" | "paper" | "none", eps, eps_gap, k1, ...)."""
+
+    branches: str = "both"
+    collaborative: bool = True
+    alpha: float = 0.5
+    beta: float = 0.01
+    temperature: float = 0.05
+    memory_momentum: float = 0.2
+    ema: float = 0.999
+    recluster: str = "memory"
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScheduleConfig:
+    """Paper §V-A (SpCL's): Adam 3.5e-4, wd 5e-4, x0.1 every 20 epochs, 50 epochs x 400."""
+
+    epochs: int = 50
+    iters: int = 400
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    step_size: int = 20
+    gamma: float = 0.1
+    eval_every: int = 10
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/smcr"
+    cache: str | None = None  # generated data, translations, stage-1 models (default: <out>/../cache)
+    seed: int = 1
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1"
+    resume: str = "auto"  # "auto" (continue when a checkpoint exists), "never", or a path
+    amp: bool = True  # bf16 autocast on CUDA (CPU runs in float32)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    ranked_lists: int = 4  # ranked-list pictures of the final model (0 = none)
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": "resnet50_ibn_a"})
+    translator: TranslatorConfig = field(default_factory=TranslatorConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    smcr: SMCRConfig = field(default_factory=SMCRConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first wrong value."""
+        d = self.data
+        d.source.check("source")
+        d.target.check("target")
+        if d.synthetic is not None:
+            d.synthetic.check("synthetic")
+        if len(d.image_size) != 2 or min(d.image_size) < 16:
+            raise ConfigError(f"data.image_size must be [H, W] >= 16, got {d.image_size}")
+        for name in ("batch_source", "batch_target"):
+            v = getattr(d, name)
+            if v < d.num_instances or v % d.num_instances:
+                raise ConfigError(
+                    f"data.{name} must be a multiple of data.num_instances={d.num_instances}, got {v}"
+                )
+        p = self.pretrain
+        if p.mode not in ("translated", "raw", "source", "none"):
+            raise ConfigError(
+                f"pretrain.mode must be translated, raw, source or none, got {p.mode!r}"
+            )
+        if p.mode in ("translated", "raw") and d.synthetic is None:
+            raise ConfigError(f"pretrain.mode={p.mode!r} needs data.synthetic")
+        if p.mode == "translated" and not self.translator.enabled:
+            raise ConfigError("pretrain.mode='translated' needs translator.enabled=true")
+        s = self.smcr
+        if s.branches not in ("both", "rihr", "dthr"):
+            raise ConfigError(f"smcr.branches must be both, rihr or dthr, got {s.branches!r}")
+        if s.branches in ("both", "dthr") and not self.translator.enabled:
+            raise ConfigError(
+                "the DTHR branch trains on translated source images: translator.enabled must be "
+                "true (or smcr.branches='rihr')"
+            )
+        if self.translator.kind not in ("espgan", "cyclegan"):
+            raise ConfigError(f"translator.kind must be espgan or cyclegan, got {self.translator.kind!r}")
+        if s.recluster not in ("memory", "features"):
+            raise ConfigError(f"smcr.recluster must be memory or features, got {s.recluster!r}")
+        for name in ("alpha", "beta"):
+            if not 0.0 <= getattr(s, name) <= 1.0:
+                raise ConfigError(f"smcr.{name} must be in [0, 1], got {getattr(s, name)}")
+        if not 0.0 <= s.ema <= 1.0 or not 0.0 <= s.memory_momentum <= 1.0:
+            raise ConfigError("smcr.ema and smcr.memory_momentum must be in [0, 1]")
+        if s.temperature <= 0:
+            raise ConfigError(f"smcr.temperature must be > 0, got {s.temperature}")
+        sc = self.schedule
+        for name in ("epochs", "iters", "step_size", "eval_every"):
+            if getattr(sc, name) < 1:
+                raise ConfigError(f"schedule.{name} must be >= 1, got {getattr(sc, name)}")
+        if self.run.resume not in ("auto", "never") and not Path(self.run.resume).is_file():
+            raise ConfigError(f"run.resume must be auto, never or a checkpoint file, got {self.run.resume!r}")
+        from .models import ModelConfig
+
+        try:
+            ModelConfig.from_dict(self.model)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from e
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    """A dataclass of type `cls` from a dict, recursively; unknown keys are errors."""
+    if values is None:
+        return None
+    if dataclasses.is_dataclass(values):
+        return values
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(sorted(f'{where}.{k}'.lstrip('.') for k in unknown))}; "
+            f"known: {sorted(names)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        inner = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) else []
+        target = hint if dataclasses.is_dataclass(hint) else next(
+            (a for a in inner if dataclasses.is_dataclass(a)), None
+        )
+        key = f"{where}.{name}".lstrip(".")
+        if target is not None:
+            kwargs[name] = _build(target, value, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """`value` checked against a field's type hint (scalars, lists, mappings, optionals)."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if value is None:
+        if type(None) in get_args(hint) or hint is Any:
+            return None
+        raise ConfigError(f"{key} must not be null")
+    if hint is Any:
+        return value
+    origin = get_origin(hint)
+    if origin is not None and origin not in (list, dict):  # Optional[...] / Union[...]
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for a in args:
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} matches none of {args}")
+    if origin is list or hint is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") if args else v for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        if node.get(p) is None:
+            node[p] = {}
+        if not isinstance(node[p], dict):
+            raise ConfigError(f"--set {dotted}: {p} is not a mapping")
+        node = node[p]
+    node[parts[-1]] = value
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def load_config(
+    source: str | os.PathLike | dict | TrainConfig | None = None, overrides: list[str] | None = None
+) -> TrainConfig:
+    """A checked TrainConfig from a YAML file, a dict or a TrainConfig, with `a.b=c`
+    overrides (values parsed as YAML: numbers, booleans, lists, null)."""
+    if isinstance(source, TrainConfig):
+        tree = config_to_dict(source)
+    elif source is None:
+        tree = {}
+    elif isinstance(source, dict):
+        tree = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {os.fspath(source)!r}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set(tree, key.strip(), yaml.safe_load(raw))
+    cfg = _build(TrainConfig, tree, "")
+    cfg.check()
+    return cfg

@@ -1,0 +1,329 @@
+"""The two training stages of SMCR (paper §IV) as plain loops.
+
+Stage 1, `pretrain`: supervised training of one encoder on labelled images (D^SR ∪ D^R,
+or D^R alone): label-smoothed cross-entropy + softplus triplet (MMT's source pre-training).
+
+Stage 2, `refine`: the DTHR and RIHR branches (§IV-C, IV-D), each with its student encoder
+E_b, its mean teacher A(θ_b) (Eq. 11) and its hybrid memory; every epoch each branch
+clusters its target rows into pseudo labels (Eq. 6-7), then every iteration
+
+    loss_joint_b = L^b_joint over [source batch of branch b ; shared target batch]  (Eq. 4, 10)
+    loss_col_1   = soft triplet of E1 on x_t toward A(θ2) on x_t, E1's pseudo labels  (Eq. 13)
+    loss_col_2   = soft triplet of E2 on x_t toward A(θ1) on x_t, E2's pseudo labels
+    loss_col     = alpha * loss_col_1 + (1 - alpha) * loss_col_2                       (Eq. 12)
+    loss         = beta * loss_col + 2 (1 - beta) (alpha * loss_joint_1 + (1 - alpha) * loss_joint_2)   (Eq. 17)
+
+then the memories take the batch's features (momentum update, an explicit op), and the
+teachers the students' weights (λ with MMT's warm-up min(1 - 1/(t+1), λ)).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import smcr_ext
+
+from ..cluster import ClusteringCollapsed, PseudoLabeler
+from ..evaluation import evaluate
+from ..losses import HybridMemory
+from ..models import ReIDModel
+from ..models.dsbn import set_dsbn_domain
+from .domains import Domain, PKStream, augment, eval_batches, seeded
+
+log = logging.getLogger("smcr.train")
+
+__all__ = ["Branch", "TrainingDiverged", "extract_features", "evaluate_models", "pretrain",
+           "refine_epoch", "ema_update", "fused_features"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the message names the stage, epoch and step."""
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, domain: Domain, size: tuple[int, int], batch: int,
+                     device: torch.device, amp: bool = True) -> torch.Tensor:
+    """(N, D) float32 unit embeddings of a domain, the model in eval mode."""
+    was = model.training
+    model.eval()
+    out = []
+    with _autocast(device, amp):
+        for x in eval_batches(domain, size, batch, device):
+            out.append(model(x).float())
+    model.train(was)
+    return F.normalize(torch.cat(out), dim=1)
+
+
+def fused_features(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 16: the alpha-weighted average of both branches' unit embeddings, re-normalised."""
+    return F.normalize(alpha * f1 + (1.0 - alpha) * f2, dim=1)
+
+
+def evaluate_models(
+    extractors: dict[str, Callable[[Domain], torch.Tensor]], query: Domain, gallery: Domain
+) -> dict[str, dict[str, float]]:
+    """mAP / mINP / Rank-1/5/10 of every named feature extractor on query -> gallery."""
+    out = {}
+    for name, fn in extractors.items():
+        q, g = fn(query), fn(gallery)
+        r = evaluate(q, g, query.pids, gallery.pids, query.camids, gallery.camids)
+        out[name] = {
+            "mAP": float(r.mAP),
+            "mINP": float(r.mINP),
+            "rank1": float(r.cmc[0]),
+            "rank5": float(r.cmc[min(4, len(r.cmc) - 1)]),
+            "rank10": float(r.cmc[min(9, len(r.cmc) - 1)]),
+        }
+    return out
+
+
+def _check_finite(loss: torch.Tensor, where: str) -> None:
+    if not bool(torch.isfinite(loss)):
+        raise TrainingDiverged(f"non-finite loss ({float(loss)}) at {where}")
+
+
+# ---------------------------------------------------------------------------- stage 1
+
+
+@dataclass
+class PretrainState:
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pretrain(
+    model: ReIDModel,
+    train: Domain,
+    *,
+    size: tuple[int, int],
+    batch: int,
+    num_instances: int,
+    epochs: int,
+    iters: int,
+    lr: float,
+    weight_decay: float,
+    warmup_epochs: int,
+    label_smoothing: float,
+    seed: int,
+    device: torch.device,
+    amp: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    progress: Callable[..., Any] | None = None,
+) -> ReIDModel:
+    """Supervised training of `model` (with a classifier over train.num_classes) on `train`.
+    LR: linear warm-up from 1% over `warmup_epochs`, then x0.1 at 60% of the epochs."""
+    if model.classifier is None or model.classifier.out_features != train.num_classes:
+        raise ValueError("pretrain needs a model with a classifier over the train identities")
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    decay_at = max(1, int(round(0.6 * epochs)))
+
+    def lr_at(epoch: int) -> float:
+        warm = min(1.0, 0.01 + 0.99 * epoch / warmup_epochs) if warmup_epochs > 0 else 1.0
+        return lr * warm * (0.1 if epoch >= decay_at else 1.0)
+
+    for epoch in range(epochs):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(epoch)
+        stream = PKStream(train.pids, train.camids, batch, num_instances, seed, epoch)
+        sums = {"ce": 0.0, "triplet": 0.0, "acc": 0.0}
+        steps = range(iters) if progress is None else progress(range(iters), desc=f"pretrain {epoch + 1}/{epochs}")
+        for it in steps:
+            idx = stream.next()
+            x = augment(train.images[idx], size, seeded(seed, 1, epoch, it), device)
+            y = train.pids[idx].to(device)
+            with _autocast(device, amp):
+                out = model.forward_all(x)
+            logits = out.logits.float()
+            loss_ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            loss_tri = smcr_ext.soft_triplet(out.pooled.float(), None, y, margin=0.0).loss
+            loss = loss_ce + loss_tri
+            _check_finite(loss, f"pretrain epoch {epoch + 1} step {it + 1}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums["ce"] += loss_ce.item()
+            sums["triplet"] += loss_tri.item()
+            sums["acc"] += float((logits.argmax(1) == y).float().mean())
+        stats = {k: v / iters for k, v in sums.items()} | {"lr": lr_at(epoch)}
+        log.info("pretrain epoch %d/%d: %s", epoch + 1, epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
+        if on_epoch is not None:
+            on_epoch(epoch, stats)
+    return model
+
+
+# ---------------------------------------------------------------------------- stage 2
+
+
+@dataclass
+class Branch:
+    """One refinement branch: DTHR (source = D^RT) or RIHR (source = D^R)."""
+
+    name: str
+    student: ReIDModel
+    teacher: ReIDModel
+    memory: HybridMemory
+    source: Domain
+    labeler: PseudoLabeler
+    labels: torch.Tensor | None = None  # (N_t,) pseudo labels of the current epoch
+    last_clustering: dict[str, Any] = field(default_factory=dict)
+
+
+def make_teacher(student: ReIDModel) -> ReIDModel:
+    teacher = copy.deepcopy(student)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, lam: float, step: int) -> None:
+    """A(θ) <- a A(θ) + (1 - a) θ with a = min(1 - 1/(step + 1), lam) (MMT's warm-up of Eq. 11).
+    Parameters only; the teacher keeps its own BN statistics (MMT)."""
+    a = min(1.0 - 1.0 / (step + 1), lam)
+    for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
+        pt.mul_(a).add_(ps.detach(), alpha=1.0 - a)
+
+
+def build_memory(model: ReIDModel, source: Domain, target: Domain, *, size, batch, device, amp,
+                 temperature: float, momentum: float) -> HybridMemory:
+    """SpCL's initialisation: source-class centroids and target instance features of one
+    pass of `model` (source rows through the source BN of a DSBN model)."""
+    set_dsbn_domain(model, "source")
+    fs = extract_features(model, source, size, batch, device, amp)
+    set_dsbn_domain(model, None)
+    ft = extract_features(model, target, size, batch, device, amp)
+    return HybridMemory.from_features(
+        fs, source.pids.to(fs.device), ft, temperature=temperature, momentum=momentum
+    )
+
+
+def cluster_branch(branch: Branch, features: torch.Tensor, epoch: int) -> dict[str, Any]:
+    """Pseudo labels of one branch from (N_t, D) features; relabels its memory."""
+    t0 = time.perf_counter()
+    try:
+        result = branch.labeler(features)
+    except ClusteringCollapsed as e:
+        log.error("%s epoch %d: %s", branch.name, epoch + 1, e)
+        raise
+    branch.labels = result.labels.cpu()
+    branch.memory.relabel(result.labels)
+    info = {
+        "clusters": result.num_clusters,
+        "un_clustered": result.num_outliers,
+        "largest_cluster": result.largest_cluster,
+        "indep_threshold": result.indep_threshold,
+        "kept_previous": result.kept_previous,
+        "seconds": time.perf_counter() - t0,
+    }
+    branch.last_clustering = info
+    log.info("%s epoch %d: %d clusters, %d un-clustered instances (largest %d) in %.2f s",
+             branch.name, epoch + 1, result.num_clusters, result.num_outliers,
+             result.largest_cluster, info["seconds"])
+    return info
+
+
+def refine_epoch(
+    branches: list[Branch],
+    target: Domain,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    iters: int,
+    step0: int,
+    size: tuple[int, int],
+    batch_source: int,
+    batch_target: int,
+    num_instances: int,
+    alpha: float,
+    beta: float,
+    collaborative: bool,
+    ema: float,
+    seed: int,
+    device: torch.device,
+    amp: bool,
+    progress: Callable[..., Any] | None = None,
+) -> dict[str, float]:
+    """One epoch of stage 2 over already clustered branches; returns mean losses."""
+    n_src = branches[0].source
+    src_stream = PKStream(n_src.pids, n_src.camids, batch_source, num_instances, seed, 10_000 + epoch)
+    tgt_streams = [
+        PKStream(b.labels, target.camids, batch_target, num_instances, seed, 20_000 + 100 * epoch + i)
+        for i, b in enumerate(branches)
+    ]
+    weights = [alpha, 1.0 - alpha] if len(branches) == 2 else [1.0]
+    use_col = collaborative and len(branches) == 2
+    sums: dict[str, float] = {}
+    steps = range(iters) if progress is None else progress(range(iters), desc=f"epoch {epoch + 1}")
+    for it in steps:
+        # The shared target batch follows the branches' pseudo labels in turn.
+        t_idx = tgt_streams[it % len(tgt_streams)].next()
+        s_idx = src_stream.next()
+        x_t = augment(target.images[t_idx], size, seeded(seed, 2, epoch, it, 1), device)
+        outs, teacher_pooled, rows = [], [], []
+        for b in branches:
+            rows.append(torch.cat([b.memory.source_rows(b.source.pids[s_idx]),
+                                   b.memory.target_rows(t_idx)]).to(device))
+            # the same crops and flips for D^RT and D^R: one generator state per step
+            x_s = augment(b.source.images[s_idx], size, seeded(seed, 2, epoch, it, 0), device)
+            with _autocast(device, amp):
+                out = b.student.forward_all(torch.cat([x_s, x_t]))
+            outs.append(out)
+            if use_col:
+                with torch.no_grad(), _autocast(device, amp):
+                    set_dsbn_domain(b.teacher, "target")
+                    teacher_pooled.append(b.teacher.forward_all(x_t).pooled.float())
+                    set_dsbn_domain(b.teacher, None)
+        loss_joint, loss_col = [], []
+        for i, (b, out) in enumerate(zip(branches, outs, strict=True)):
+            loss_joint.append(b.memory(out.embedding.float(), rows[i]))
+            if use_col:
+                other = teacher_pooled[1 - i]
+                pooled_t = out.pooled.float()[batch_source:]
+                loss_col.append(smcr_ext.soft_triplet(
+                    pooled_t, other, b.labels[t_idx].to(device)).loss)
+        joint = sum(w * lj for w, lj in zip(weights, loss_joint, strict=True))
+        if use_col:
+            col = alpha * loss_col[0] + (1.0 - alpha) * loss_col[1]
+            loss = beta * col + 2.0 * (1.0 - beta) * joint
+        else:
+            loss = (2.0 * joint) if len(branches) == 2 else joint
+        _check_finite(loss, f"refinement epoch {epoch + 1} step {it + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step = step0 + it
+        for b, out, r in zip(branches, outs, rows, strict=True):
+            b.memory.update(out.embedding.detach().float(), r)
+            ema_update(b.teacher, b.student, ema, step)
+        terms = {"loss": loss.item()}
+        for b, lj in zip(branches, loss_joint, strict=True):
+            terms[f"loss_joint_{b.name}"] = lj.item()
+        if use_col:
+            for b, lc in zip(branches, loss_col, strict=True):
+                terms[f"loss_col_{b.name}"] = lc.item()
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / iters for k, v in sums.items()}
+
+
+def lr_for_epoch(lr: float, epoch: int, step_size: int, gamma: float) -> float:
+    return lr * math.pow(gamma, epoch // step_size)

@@ -1,0 +1,175 @@
+"""A run's folder: resolved config, log, metrics.jsonl, TensorBoard events (when
+tensorboard is installed), plots and report.md. Every file is written atomically
+(temporary file + rename) or appended line by line, so nothing is ever half-written."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+__all__ = ["RunDir", "atomic_torch_save", "atomic_write_text"]
+
+log = logging.getLogger("smcr.train")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.dir = Path(path)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self._handler = logging.FileHandler(self.dir / "train.log")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("smcr")
+        for h in list(root.handlers):
+            if isinstance(h, logging.FileHandler) and getattr(h, "_smcr_run", False):
+                root.removeHandler(h)
+                h.close()
+        self._handler._smcr_run = True  # type: ignore[attr-defined]
+        root.addHandler(self._handler)
+        if root.level == logging.NOTSET or root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+        self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
+        except Exception:  # tensorboard is optional
+            self._tb = None
+
+    def write_config(self, cfg: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+            f.flush()
+        if self._tb is not None:
+            step = int(record.get("epoch", 0))
+            prefix = record.get("stage", "run")
+            for k, v in _flatten(record).items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch",):
+                    self._tb.add_scalar(f"{prefix}/{k}", v, step)
+            self._tb.flush()
+
+    def read_history(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    @staticmethod
+    def progress(iterable, desc: str = ""):
+        from tqdm import tqdm
+
+        return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr,
+                    mininterval=1.0)
+
+    def plot(self) -> list[Path]:
+        """mAP per evaluated epoch (every model) and clusters per epoch (every branch)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        hist = self.read_history()
+        evals = [r for r in hist if r.get("stage") == "eval"]
+        clusters = [r for r in hist if r.get("stage") == "cluster"]
+        out = []
+        if evals:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            names = sorted({n for r in evals for n in r["results"]} - {"direct_transfer"})
+            for n in names:
+                pts = [(r["epoch"], 100 * r["results"][n]["mAP"]) for r in evals if n in r["results"]]
+                ax.plot(*zip(*pts, strict=True), marker="o", label=n)
+            dt = [r for r in evals if "direct_transfer" in r["results"]]
+            if dt:
+                ax.axhline(100 * dt[-1]["results"]["direct_transfer"]["mAP"], color="grey",
+                           linestyle="--", label="direct transfer")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("target mAP (%)")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            p = self.dir / "map.png"
+            fig.savefig(p, dpi=120)
+            plt.close(fig)
+            out.append(p)
+        if clusters:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for b in sorted({r["branch"] for r in clusters}):
+                pts = [(r["epoch"], r["clusters"]) for r in clusters if r["branch"] == b]
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{b} clusters")
+                pts = [(r["epoch"], r["un_clustered"]) for r in clusters if r["branch"] == b]
+                ax.plot(*zip(*pts, strict=True), linestyle="--", label=f"{b} un-clustered")
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            p = self.dir / "clusters.png"
+            fig.savefig(p, dpi=120)
+            plt.close(fig)
+            out.append(p)
+        return out
+
+    def write_report(self, metrics: dict[str, dict[str, float]], cfg: dict[str, Any],
+                     models: dict[str, str]) -> Path:
+        lines = [
+            f"# smcr run: {self.dir}",
+            "",
+            f"source: {_domain(cfg['data']['source'])}; target: {_domain(cfg['data']['target'])}; "
+            f"synthetic: {_domain(cfg['data'].get('synthetic'))}",
+            f"stage 1: {cfg['pretrain']['mode']}; branches: {cfg['smcr']['branches']}; "
+            f"collaborative: {cfg['smcr']['collaborative']}; model: {cfg['model']}",
+            "",
+            "| model | mAP | Rank-1 | Rank-5 | Rank-10 | mINP |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, m in metrics.items():
+            lines.append(
+                f"| {name} | {100 * m['mAP']:.1f} | {100 * m['rank1']:.1f} | {100 * m['rank5']:.1f} "
+                f"| {100 * m['rank10']:.1f} | {100 * m['mINP']:.1f} |"
+            )
+        lines += ["", "Models: " + ", ".join(f"{k}: `{v}`" for k, v in models.items()),
+                  "Plots: `map.png`, `clusters.png`; per-epoch records: `metrics.jsonl`."]
+        path = self.dir / "report.md"
+        atomic_write_text(path, "\n".join(lines) + "\n")
+        return path
+
+
+def _domain(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "none"
+    return d["root"] if d.get("root") else f"{d['preset']} ({d['ids']} ids, seed {d['seed']})"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        elif isinstance(v, float) and math.isfinite(v) or isinstance(v, int):
+            out[key] = v
+    return out
