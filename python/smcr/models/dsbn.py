@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-__all__ = ["DSBN", "DOMAINS", "convert_dsbn", "set_dsbn_domain"]
+__all__ = ["DSBN", "DOMAINS", "collapse_dsbn", "convert_dsbn", "set_dsbn_domain"]
 
 DOMAINS = ("split", "source", "target")
 
@@ -53,6 +53,19 @@ def convert_dsbn(model: nn.Module) -> nn.Module:
             setattr(model, name, DSBN(child))
         else:
             convert_dsbn(child)
+    return model
+
+
+def collapse_dsbn(model: nn.Module, domain: str = "target") -> nn.Module:
+    """Replace every DSBN of `model` (in place) by its `domain` BatchNorm ("target": bn_t,
+    what evaluation uses; "source": bn_s); returns `model`, a plain network again."""
+    if domain not in ("source", "target"):
+        raise ValueError(f"domain must be 'source' or 'target', got {domain!r}")
+    for name, child in list(model.named_children()):
+        if isinstance(child, DSBN):
+            setattr(model, name, child.bn_t if domain == "target" else child.bn_s)
+        else:
+            collapse_dsbn(child, domain)
     return model
 
 

@@ -184,8 +184,11 @@ def save_checkpoint(model: ReIDModel, path: str | os.PathLike, **extra: Any) -> 
         "state_dict": model.state_dict(),
         **extra,
     }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(obj, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")  # never a half-written checkpoint
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ReIDModel:

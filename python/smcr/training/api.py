@@ -12,6 +12,7 @@ stage-1 checkpoints are cached under `run.cache` by a content key and shared bet
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -379,11 +380,14 @@ def _evaluate_branches(branches, cfg, query, gallery, size, device, amp):
 def _export_models(branches, cfg, run: RunDir, model_cfg) -> dict[str, str]:
     """The final teachers as stand-alone smcr checkpoints (loadable by smcr evaluate)."""
     from ..models import save_checkpoint
+    from ..models.dsbn import collapse_dsbn
 
     out = {}
     for b in branches:
         path = run.dir / f"model_{b.name}.pt"
-        save_checkpoint(b.teacher, path, alpha=cfg.smcr.alpha)
+        model = collapse_dsbn(copy.deepcopy(b.teacher).cpu(), "target")  # a plain network
+        model.config = dataclasses.replace(model_cfg, dsbn=False, num_classes=0)
+        save_checkpoint(model, path, alpha=cfg.smcr.alpha)
         out[b.name] = str(path)
     return out
 

@@ -43,7 +43,7 @@ from .domains import Domain, PKStream, augment, eval_batches, seeded
 log = logging.getLogger("smcr.train")
 
 __all__ = ["Branch", "TrainingDiverged", "extract_features", "evaluate_models", "pretrain",
-           "refine_epoch", "ema_update", "fused_features"]
+           "refine_epoch", "ema_update", "fused_features", "smcr_loss"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,9 +93,23 @@ def evaluate_models(
     return out
 
 
+def smcr_loss(loss_joint: list[torch.Tensor], loss_col: list[torch.Tensor], alpha: float,
+              beta: float) -> torch.Tensor:
+    """Eq. 17 (with Eq. 12): L = beta * L_col + 2 (1 - beta) (alpha L1_joint + (1 - alpha) L2_joint),
+    L_col = alpha L1_col + (1 - alpha) L2_col. Two branches without collaboration ("independent"
+    ablation): 2 (alpha L1_joint + (1 - alpha) L2_joint); one branch: its L_joint (SpCL)."""
+    if len(loss_joint) == 1:
+        return loss_joint[0]
+    joint = alpha * loss_joint[0] + (1.0 - alpha) * loss_joint[1]
+    if not loss_col:
+        return 2.0 * joint
+    col = alpha * loss_col[0] + (1.0 - alpha) * loss_col[1]
+    return beta * col + 2.0 * (1.0 - beta) * joint
+
+
 def _check_finite(loss: torch.Tensor, where: str) -> None:
-    if not bool(torch.isfinite(loss)):
-        raise TrainingDiverged(f"non-finite loss ({float(loss)}) at {where}")
+    if not bool(torch.isfinite(loss.detach())):
+        raise TrainingDiverged(f"non-finite loss ({loss.detach().item()}) at {where}")
 
 
 # ---------------------------------------------------------------------------- stage 1
@@ -269,7 +283,6 @@ def refine_epoch(
         PKStream(b.labels, target.camids, batch_target, num_instances, seed, 20_000 + 100 * epoch + i)
         for i, b in enumerate(branches)
     ]
-    weights = [alpha, 1.0 - alpha] if len(branches) == 2 else [1.0]
     use_col = collaborative and len(branches) == 2
     sums: dict[str, float] = {}
     steps = range(iters) if progress is None else progress(range(iters), desc=f"epoch {epoch + 1}")
@@ -300,12 +313,7 @@ def refine_epoch(
                 pooled_t = out.pooled.float()[batch_source:]
                 loss_col.append(smcr_ext.soft_triplet(
                     pooled_t, other, b.labels[t_idx].to(device)).loss)
-        joint = sum(w * lj for w, lj in zip(weights, loss_joint, strict=True))
-        if use_col:
-            col = alpha * loss_col[0] + (1.0 - alpha) * loss_col[1]
-            loss = beta * col + 2.0 * (1.0 - beta) * joint
-        else:
-            loss = (2.0 * joint) if len(branches) == 2 else joint
+        loss = smcr_loss(loss_joint, loss_col, alpha, beta)
         _check_finite(loss, f"refinement epoch {epoch + 1} step {it + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

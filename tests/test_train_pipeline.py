@@ -1,0 +1,200 @@
+"""The SMCR pipeline on tiny configurations: every stage runs, resume is exact, and the
+failure paths (NaN, collapse, bad config) stop cleanly."""
+
+import json
+
+import pytest
+import torch
+from smcr.cluster import ClusteringCollapsed
+from smcr.config import ConfigError, TrainConfig, load_config
+from smcr.training import TrainingDiverged, engine, train
+
+import smcr_ext
+
+
+def tiny(tmp, cache, **over):
+    cfg = {
+        "data": {
+            "source": {"preset": "market-like", "ids": 12, "seed": 1, "render_size": [64, 32]},
+            "target": {"preset": "duke-like", "ids": 12, "seed": 2, "render_size": [64, 32]},
+            "image_size": [64, 32],
+            "batch_source": 16,
+            "batch_target": 16,
+            "num_instances": 4,
+            "test_batch": 64,
+        },
+        "model": {"arch": "resnet18_ibn_a", "width": 0.125, "dsbn": True},
+        "translator": {"enabled": False},
+        "pretrain": {"mode": "source", "epochs": 1, "iters": 3, "warmup_epochs": 1},
+        "smcr": {"branches": "rihr", "cluster": {"k1": 8, "k2": 3, "eps": 0.6, "min_samples": 3}},
+        "schedule": {"epochs": 2, "iters": 3, "eval_every": 2},
+        "run": {"out": str(tmp / "run"), "cache": str(cache), "ranked_lists": 1, "threads": 1},
+    }
+    for k, v in over.items():
+        node = cfg
+        parts = k.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = v
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def records(run_dir, stage):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r.get("stage") == stage]
+
+
+def test_one_run_writes_every_output(tmp_path, cache):
+    res = train(tiny(tmp_path, cache), progress=False)
+    d = res.run_dir
+    for name in ("config.yaml", "train.log", "metrics.jsonl", "report.md", "checkpoint.pt",
+                 "model_rihr.pt", "map.png", "clusters.png"):
+        assert (d / name).is_file(), name
+    assert list((d / "ranked_lists").glob("*.png"))
+    assert set(res.metrics) == {"direct_transfer", "rihr_student", "rihr_teacher", "fused"}
+    for m in res.metrics.values():
+        assert 0.0 <= m["mAP"] <= 1.0 and 0.0 <= m["rank1"] <= m["rank5"] <= m["rank10"] <= 1.0
+    state = torch.load(res.checkpoint, weights_only=True)  # loads without pickled code
+    assert state["epoch"] == 2 and set(state["branches"]) == {"rihr"}
+    assert len(records(d, "cluster")) == 2 and len(records(d, "refine")) == 2
+    assert "| fused |" in (d / "report.md").read_text()
+    # the exported model is an smcr checkpoint
+    from smcr.models import load_checkpoint
+
+    assert load_checkpoint(d / "model_rihr.pt").embedding_dim > 0
+
+
+def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache):
+    full = train(tiny(tmp_path / "a", cache, **{"schedule.epochs": 3, "schedule.eval_every": 3}),
+                 progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(event, info):
+        if event == "checkpoint" and info["epoch"] == 1:
+            raise Killed
+
+    cfg = tiny(tmp_path / "b", cache, **{"schedule.epochs": 3, "schedule.eval_every": 3})
+    with pytest.raises(Killed):
+        train(cfg, progress=False, callback=kill_after_first_epoch)
+    resumed = train(cfg, progress=False)  # run.resume = auto
+    a, b = full.run_dir, resumed.run_dir
+    key = lambda r: (r["epoch"], r["branch"], r["clusters"], r["un_clustered"], r["largest_cluster"])  # noqa: E731
+    assert [key(r) for r in records(a, "cluster")] == [key(r) for r in records(b, "cluster")]
+    la = [r["loss"] for r in records(a, "refine")]
+    lb = [r["loss"] for r in records(b, "refine")]
+    assert la == lb  # exactly: the resumed run replays the same batches and updates
+    sa = torch.load(full.checkpoint, weights_only=True)["branches"]["rihr"]
+    sb = torch.load(resumed.checkpoint, weights_only=True)["branches"]["rihr"]
+    assert torch.equal(sa["labels"], sb["labels"])
+    assert torch.equal(sa["memory_features"], sb["memory_features"])
+    assert full.metrics == resumed.metrics
+
+
+def test_resume_refuses_a_different_config(tmp_path, cache):
+    cfg = tiny(tmp_path, cache, **{"schedule.epochs": 1})
+    train(cfg, progress=False)
+    cfg["smcr"]["alpha"] = 0.7
+    with pytest.raises(ValueError, match="different configuration"):
+        train(cfg, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, cache, monkeypatch):
+    cfg = tiny(tmp_path, cache, **{"schedule.epochs": 2})
+
+    def stop(event, info):
+        if event == "checkpoint":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False, callback=stop)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    real = engine.HybridMemory.forward
+    monkeypatch.setattr(engine.HybridMemory, "forward",
+                        lambda self, f, r: real(self, f, r) * float("nan"))
+    with pytest.raises(TrainingDiverged, match="refinement epoch 2 step 1"):
+        train(cfg, progress=False)
+    assert ckpt.read_bytes() == before
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+
+
+def test_clustering_collapse_is_reported(tmp_path, cache):
+    cfg = tiny(tmp_path, cache)
+    cfg["smcr"]["cluster"]["min_samples"] = 500  # no core points: zero clusters
+    with pytest.raises(ClusteringCollapsed, match="0 clusters"):
+        train(cfg, progress=False)
+    assert "clustering collapsed" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_two_branches_without_translator_is_a_config_error(tmp_path, cache):
+    with pytest.raises(ConfigError, match="translator.enabled"):
+        load_config(tiny(tmp_path, cache, **{"smcr.branches": "both"}))
+
+
+# ---------------------------------------------------------------- the paper's formulas
+
+
+def test_total_loss_is_eq_17():
+    l1, l2, c1, c2 = (torch.tensor(v) for v in (1.3, 0.7, 0.2, 0.9))
+    alpha, beta = 0.5, 0.01
+    expected = beta * (alpha * c1 + (1 - alpha) * c2) + 2 * (1 - beta) * (alpha * l1 + (1 - alpha) * l2)
+    assert torch.allclose(engine.smcr_loss([l1, l2], [c1, c2], alpha, beta), expected)
+    assert torch.allclose(engine.smcr_loss([l1, l2], [], 0.3, beta), 2 * (0.3 * l1 + 0.7 * l2))
+    assert torch.equal(engine.smcr_loss([l1], [], alpha, beta), l1)
+
+
+def test_mean_teacher_update_is_eq_11_with_warm_up():
+    student, teacher = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    t0 = [p.clone() for p in teacher.parameters()]
+    engine.ema_update(teacher, student, 0.999, step=0)  # a = min(0, 0.999) = 0: copy
+    for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
+        assert torch.allclose(pt, ps)
+    teacher2 = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p, q in zip(teacher2.parameters(), t0, strict=True):
+            p.copy_(q)
+    engine.ema_update(teacher2, student, 0.999, step=9)  # a = min(0.9, 0.999) = 0.9
+    for pt, p0, ps in zip(teacher2.parameters(), t0, student.parameters(), strict=True):
+        assert torch.allclose(pt, 0.9 * p0 + 0.1 * ps)
+
+
+def test_fused_embedding_is_eq_16():
+    f1 = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    f2 = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    fused = engine.fused_features(f1, f2, 0.5)
+    assert torch.allclose(fused, torch.nn.functional.normalize(0.5 * f1 + 0.5 * f2, dim=1))
+
+
+def test_collaborative_term_is_the_soft_triplet_toward_the_other_teacher():
+    g = torch.Generator().manual_seed(0)
+    student = torch.randn(8, 6, generator=g, requires_grad=True)
+    teacher = torch.randn(8, 6, generator=g)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    loss = smcr_ext.soft_triplet(student, teacher, labels).loss
+    # MMT's soft triplet (the paper's Eq. 13-15 with errata (a), (b)), written out:
+    d_s = torch.cdist(student, student)
+    d_t = torch.cdist(teacher, teacher)
+    same = labels[:, None] == labels[None, :]
+    ap = torch.where(same, d_s, torch.full_like(d_s, -1e9)).argmax(1)
+    an = torch.where(~same, d_s, torch.full_like(d_s, 1e9)).argmin(1)
+    i = torch.arange(8)
+    p = torch.log_softmax(torch.stack([d_s[i, ap], d_s[i, an]], 1), 1)
+    q = torch.softmax(torch.stack([d_t[i, ap], d_t[i, an]], 1), 1)
+    assert torch.allclose(loss, -(q * p).sum(1).mean(), atol=1e-5)
+
+
+def test_default_config_is_the_papers():
+    c = TrainConfig()
+    assert (c.smcr.alpha, c.smcr.beta, c.smcr.temperature, c.smcr.ema) == (0.5, 0.01, 0.05, 0.999)
+    assert (c.schedule.lr, c.schedule.weight_decay, c.schedule.epochs, c.schedule.iters) == (
+        3.5e-4, 5e-4, 50, 400)
+    assert (c.schedule.step_size, c.schedule.gamma, c.data.batch_source, c.data.num_instances) == (
+        20, 0.1, 64, 4)
+    assert c.model["arch"] == "resnet50_ibn_a" and c.smcr.memory_momentum == 0.2
