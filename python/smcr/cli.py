@@ -1,6 +1,8 @@
 """The ``smcr`` command. Each sub-command lives beside the code it drives; this module
 only assembles them:
 
+    smcr train        train SMCR from a YAML config or a shipped recipe
+    smcr extract      embed a folder of images with a checkpoint
     smcr synth        generate a synthetic re-ID dataset (or --preview its contact sheet)
     smcr check-data   print the subset / #ids / #images / #cameras table of a dataset
     smcr evaluate     mAP / mINP / CMC of a checkpoint on query and gallery folders
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluation import add_evaluate_parser
     from .export import add_export_parser
     from .synth.cli import add_check_data_parser, add_synth_parser
+    from .training.cli import add_extract_parser, add_train_parser
     from .visualize import add_visrank_parser
 
     parser = argparse.ArgumentParser(
@@ -36,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Unsupervised domain-adaptive person re-ID with synthetic data (SMCR).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train_parser(sub)
+    add_extract_parser(sub)
     add_synth_parser(sub)
     add_check_data_parser(sub)
     add_evaluate_parser(sub)

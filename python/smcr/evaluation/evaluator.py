@@ -185,6 +185,7 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     mINP and Rank-1/5/10 (Market-1501 protocol, labels from file names)."""
     p = subparsers.add_parser(
         "evaluate",
+        aliases=["eval"],
         help="mAP / mINP / CMC of a checkpoint on query and gallery folders",
         description=add_evaluate_parser.__doc__,
     )

@@ -91,7 +91,7 @@ def _translate(from_root: Path, to_root: Path, cfg: TrainConfig, cache: Path, de
 
     options = dict(cfg.translator.options)
     if cfg.translator.kind == "cyclegan":
-        options["ide_weight"] = 0.0  # CycleGAN: no identity-preserving re-ID term
+        options["mu3"] = 0.0  # CycleGAN: no identity-preserving re-ID term (L_c)
     tcfg = TranslateConfig(**options)
     log.info("translating %s (%s -> %s)", what, from_root, to_root)
     res = translate_domain(from_root, to_root, cache / "translate", tcfg, subsets=("train",),
