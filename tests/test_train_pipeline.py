@@ -198,3 +198,38 @@ def test_default_config_is_the_papers():
     assert (c.schedule.step_size, c.schedule.gamma, c.data.batch_source, c.data.num_instances) == (
         20, 0.1, 64, 4)
     assert c.model["arch"] == "resnet50_ibn_a" and c.smcr.memory_momentum == 0.2
+
+
+def test_shipped_recipes_load():
+    from smcr.training.cli import recipe_names, resolve_config
+
+    names = recipe_names()
+    for expected in ("duke2market", "market2duke", "market2msmt", "duke2msmt", "demo",
+                     "duke2market_minigspr", "market2duke_minigspr"):
+        assert expected in names
+    for name in names:
+        cfg = load_config(resolve_config(name))
+        assert cfg.smcr.branches == "both" and cfg.pretrain.mode == "translated"
+    msmt = load_config(resolve_config("market2msmt"))
+    assert msmt.schedule.iters == 800 and msmt.data.target.format == "msmt17"
+    with pytest.raises(FileNotFoundError, match="neither a file nor a shipped recipe"):
+        resolve_config("no-such-recipe")
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("smcr.alpha=1.5", "smcr.alpha must be in"),
+        ("pretrain.mode=cyclegan", "pretrain.mode must be"),
+        ("data.batch_source=30", "multiple of data.num_instances"),
+        ("schedule.epochs=0", "schedule.epochs must be >= 1"),
+        ("smcr.colaborative=true", "unknown key"),
+        ("schedule.lr=fast", "schedule.lr must be float"),
+        ("model.arch=vgg16", "model: arch must be one of"),
+    ],
+)
+def test_bad_config_values_name_the_key(override, match):
+    from smcr.training.cli import resolve_config
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(resolve_config("demo"), [override])

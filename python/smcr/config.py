@@ -266,6 +266,12 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        # PyYAML reads 5e-4 (no dot) as a string: accept what parses as a number
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, str, bool) and type(value) is hint:
         return value
     raise ConfigError(f"{key} must be {getattr(hint, '__name__', hint)}, got {value!r}")
