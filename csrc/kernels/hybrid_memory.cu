@@ -25,7 +25,6 @@ namespace smcr {
 namespace {
 
 using cuda_detail::block_reduce;
-using cuda_detail::check_launch;
 using cuda_detail::kThreads;
 using cuda_detail::MaxOp;
 using cuda_detail::SumOp;
@@ -268,34 +267,34 @@ Status hybrid_memory_label_index_cuda(const index_t* row_labels, index_t num_row
   if (num_rows > 0) {
     int end_bit = 1;
     while (end_bit < 63 && (index_t(1) << end_bit) <= num_labels) ++end_bit;
-    auto* keys_out = static_cast<index_t*>(scratch.allocate(sizeof(index_t) * num_rows));
-    auto* values_in = static_cast<index_t*>(scratch.allocate(sizeof(index_t) * num_rows));
+    auto* keys_out = scratch_alloc<index_t>(scratch, num_rows);
+    auto* values_in = scratch_alloc<index_t>(scratch, num_rows);
     if (!keys_out || !values_in)
       return Status::Error("hybrid_memory_label_index: out of device memory");
-    iota_kernel<<<cuda_detail::grid_1d(num_rows, kThreads), kThreads, 0, stream>>>(values_in,
+    iota_kernel<<<grid_for(num_rows, kThreads), kThreads, 0, stream>>>(values_in,
                                                                                    num_rows);
-    Status st = check_launch("hybrid_memory_label_index (iota)");
+    Status st = launch_status("hybrid_memory_label_index (iota)");
     if (!st.ok()) return st;
     std::size_t temp_bytes = 0;
-    cudaError_t err = cub::DeviceRadixSort::SortPairs(
-        nullptr, temp_bytes, row_labels, keys_out, values_in, label_rows,
-        static_cast<int>(num_rows), 0, end_bit, stream);
-    if (err != cudaSuccess)
-      return Status::Error(std::string("hybrid_memory_label_index: ") + cudaGetErrorString(err));
+    SMCR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, temp_bytes, row_labels, keys_out,
+                                                    values_in, label_rows,
+                                                    static_cast<int>(num_rows), 0, end_bit,
+                                                    stream),
+                    "hybrid_memory_label_index (sort size)");
     void* temp = scratch.allocate(temp_bytes);
     if (!temp) return Status::Error("hybrid_memory_label_index: out of device memory");
-    err = cub::DeviceRadixSort::SortPairs(temp, temp_bytes, row_labels, keys_out, values_in,
-                                          label_rows, static_cast<int>(num_rows), 0, end_bit,
-                                          stream);
-    if (err != cudaSuccess)
-      return Status::Error(std::string("hybrid_memory_label_index: ") + cudaGetErrorString(err));
-    label_ptr_kernel<<<cuda_detail::grid_1d(num_labels + 1, kThreads), kThreads, 0, stream>>>(
+    SMCR_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, row_labels, keys_out,
+                                                    values_in, label_rows,
+                                                    static_cast<int>(num_rows), 0, end_bit,
+                                                    stream),
+                    "hybrid_memory_label_index (sort)");
+    label_ptr_kernel<<<grid_for(num_labels + 1, kThreads), kThreads, 0, stream>>>(
         keys_out, num_rows, num_labels, label_ptr);
-    return check_launch("hybrid_memory_label_index (label_ptr)");
+    return launch_status("hybrid_memory_label_index (label_ptr)");
   }
-  label_ptr_kernel<<<cuda_detail::grid_1d(num_labels + 1, kThreads), kThreads, 0, stream>>>(
+  label_ptr_kernel<<<grid_for(num_labels + 1, kThreads), kThreads, 0, stream>>>(
       nullptr, 0, num_labels, label_ptr);
-  return check_launch("hybrid_memory_label_index (label_ptr)");
+  return launch_status("hybrid_memory_label_index (label_ptr)");
 }
 
 template <typename T, typename MeansT>
@@ -311,7 +310,7 @@ Status hybrid_memory_label_means_cuda(const T* memory, index_t num_rows, index_t
   const dim3 grid(static_cast<unsigned>(count), static_cast<unsigned>(chunks));
   label_means_kernel<T, MeansT><<<grid, kThreads, 0, stream>>>(
       memory, num_rows, dim, label_ptr, label_rows, num_labels, labels, label0, means);
-  return check_launch("hybrid_memory_label_means");
+  return launch_status("hybrid_memory_label_means");
 }
 
 template <typename Acc, typename ProbT>
@@ -329,7 +328,7 @@ Status hybrid_memory_softmax_block_cuda(const Acc* scores, ProbT* probs, index_t
   softmax_block_kernel<Acc, ProbT><<<static_cast<unsigned>(batch), kSoftmaxThreads, 0, stream>>>(
       scores, probs, count, ld, label0, label_ptr, targets, inv_temp, run_max, run_sum,
       target_logit, expected, dim);
-  return check_launch("hybrid_memory_softmax_block");
+  return launch_status("hybrid_memory_softmax_block");
 }
 
 template <typename Acc, typename MeansT>
@@ -348,11 +347,11 @@ Status hybrid_memory_finalize_cuda(index_t batch, index_t dim, const Acc* run_ma
         dim, run_max, run_sum, target_logit, want_grad ? expected : nullptr,
         want_grad ? target_means : nullptr, inv_temp, eps, per_sample,
         want_grad ? grad_cache : nullptr);
-    st = check_launch("hybrid_memory_finalize");
+    st = launch_status("hybrid_memory_finalize");
     if (!st.ok()) return st;
   }
   mean_kernel<Acc><<<1, kThreads, 0, stream>>>(per_sample, batch, loss);
-  return check_launch("hybrid_memory_finalize (mean)");
+  return launch_status("hybrid_memory_finalize (mean)");
 }
 
 template <typename Acc>
@@ -361,9 +360,9 @@ Status hybrid_memory_backward_cuda(index_t batch, index_t dim, const Acc* grad_l
                                    Acc* grad_features, cudaStream_t stream) {
   Status st = check_sizes("hybrid_memory_backward", batch, dim);
   if (!st.ok() || batch == 0) return st;
-  backward_kernel<Acc><<<cuda_detail::grid_1d(batch * dim, kThreads), kThreads, 0, stream>>>(
+  backward_kernel<Acc><<<grid_for(batch * dim, kThreads), kThreads, 0, stream>>>(
       batch, dim, grad_loss, grad_per_sample, grad_cache, grad_features);
-  return check_launch("hybrid_memory_backward");
+  return launch_status("hybrid_memory_backward");
 }
 
 template <typename T, typename Acc>
@@ -378,7 +377,7 @@ Status hybrid_memory_update_cuda(T* memory, index_t num_rows, index_t dim, const
     return Status::Error("hybrid_memory_update: batch too large");
   update_kernel<T, Acc><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(
       memory, num_rows, dim, rows, features, batch, momentum);
-  return check_launch("hybrid_memory_update");
+  return launch_status("hybrid_memory_update");
 }
 
 // ------------------------------------------------------------------------ instantiations

@@ -1,13 +1,13 @@
 // Device helpers of the training-loss CUDA kernels (hybrid_memory.cu, soft_triplet.cu):
-// launch checking and deterministic block reductions (a fixed shuffle-and-shared-memory tree,
-// so a result depends only on the inputs and the block size, never on scheduling).
+// deterministic block reductions (a fixed shuffle-and-shared-memory tree, so a result
+// depends only on the inputs and the block size, never on scheduling). Launch checks and grid
+// sizes come from cuda_common.cuh.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <string>
-
 #include "common.h"
+#include "cuda_common.cuh"
 #include "losses_common.h"
 
 namespace smcr {
@@ -15,13 +15,6 @@ namespace cuda_detail {
 
 constexpr int kThreads = 256;  // block size of every loss kernel but the softmax
 constexpr int kWarps = kThreads / 32;
-
-inline Status check_launch(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    return Status::Error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(err));
-  return Status::Ok();
-}
 
 struct MaxOp {
   template <typename V>
@@ -97,13 +90,6 @@ __device__ ArgBest<V> block_arg_best(ArgBest<V> v, ArgBest<V>* smem) {
   }
   __syncthreads();
   return smem[0];
-}
-
-inline unsigned grid_1d(index_t n, int threads, index_t cap = 65535LL * 32) {
-  index_t g = (n + threads - 1) / threads;
-  if (g < 1) g = 1;
-  if (g > cap) g = cap;
-  return static_cast<unsigned>(g);
 }
 
 }  // namespace cuda_detail

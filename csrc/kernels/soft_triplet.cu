@@ -19,7 +19,6 @@ using cuda_detail::ArgBest;
 using cuda_detail::arg_better;
 using cuda_detail::block_arg_best;
 using cuda_detail::block_reduce;
-using cuda_detail::check_launch;
 using cuda_detail::kThreads;
 using cuda_detail::SumOp;
 
@@ -176,11 +175,11 @@ Status soft_triplet_forward_cuda(const Acc* student, const Acc* teacher, const A
     triplet_forward_kernel<Acc><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(
         student, teacher, gram, labels, batch, dim, margin, per_anchor, pos_index, neg_index,
         dist_ap, dist_an, grad_coef);
-    Status st = check_launch("soft_triplet (forward)");
+    Status st = launch_status("soft_triplet (forward)");
     if (!st.ok()) return st;
   }
   triplet_mean_kernel<Acc><<<1, kThreads, 0, stream>>>(per_anchor, pos_index, batch, loss);
-  return check_launch("soft_triplet (mean)");
+  return launch_status("soft_triplet (mean)");
 }
 
 template <typename Acc>
@@ -197,7 +196,7 @@ Status soft_triplet_backward_cuda(const Acc* student, index_t batch, index_t dim
   triplet_backward_kernel<Acc><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(
       student, batch, dim, pos_index, neg_index, dist_ap, dist_an, grad_coef, grad_loss,
       grad_per_anchor, grad_student);
-  return check_launch("soft_triplet (backward)");
+  return launch_status("soft_triplet (backward)");
 }
 
 template Status soft_triplet_forward_cuda<float>(const float*, const float*, const float*,
