@@ -88,6 +88,25 @@ def test_zero_copy_singleton_runs(block_size, dtype):
     torch.testing.assert_close(x.grad.double(), xr.grad, rtol=tol * 10, atol=tol)
 
 
+def test_zero_copy_run_longer_than_a_block():
+    """A run of 9,000 singleton labels is split into zero-copy blocks of at most 8,192 (the
+    20-label tail is copied like any short run)."""
+    g = torch.Generator().manual_seed(13)
+    m, d, b = 9020, 8, 6
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1)
+    row_labels = torch.arange(m)
+    targets = torch.tensor([0, 8191, 8192, 9000, 9019, 4000])
+    features = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1)
+    x = features.clone().requires_grad_()
+    out = smcr_ext.hybrid_memory_loss(x, memory, row_labels, targets, 0.5)
+    out.loss.backward()
+    xr = features.clone().requires_grad_()
+    ref, ref_per = hybrid_memory_loss_reference(xr, memory, row_labels, targets, 0.5)
+    ref.backward()
+    torch.testing.assert_close(out.per_sample, ref_per, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-8, atol=1e-10)
+
+
 def test_large_batch_and_labels_float64():
     features, memory, row_labels, targets = make_case(b=64, m=3000, d=32, num_labels=900,
                                                       absent=(0, 5, 899), seed=1)

@@ -60,13 +60,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
   // Runs of singleton labels on consecutive rows are multiplied straight from the memory
   // (no copy) when it is stored in the accumulation type; other labels go through one
-  // (nb, D) block of means. Blocks never mix the two and hold at most nb labels.
+  // (nb, D) block of means. Blocks never mix the two.
+  // A zero-copy block needs no means buffer, only its (B, n) scores, so it may be longer:
+  // fewer, larger products.
   constexpr bool kZeroCopy = std::is_same<T, Acc>::value;
   constexpr int64_t kMinRun = 32;  // shorter runs are cheaper to copy than to multiply alone
+  const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 8192));
   std::vector<int64_t> run(kZeroCopy ? L : 0);
   if (kZeroCopy) check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run.data()));
   at::Tensor means = at::empty({nb, D}, opts);
-  at::Tensor scores = at::empty({B * nb}, opts);
+  at::Tensor scores = at::empty({B * (kZeroCopy ? nb_run : nb)}, opts);
   at::Tensor run_max = at::full({B}, -std::numeric_limits<double>::infinity(), opts);
   at::Tensor run_sum = at::zeros({B}, opts);
   at::Tensor target_logit = at::zeros({B}, opts);
@@ -75,7 +78,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     int64_t n;
     at::Tensor c;  // (n, D) label means of this block
     if (kZeroCopy && run[l0] >= kMinRun) {
-      n = std::min(nb, run[l0]);
+      n = std::min(nb_run, run[l0]);
       c = memory.narrow(0, rows[ptr[l0]], n);
     } else {
       n = 1;  // up to nb labels, stopping where a long zero-copy run starts
