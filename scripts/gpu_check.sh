@@ -25,9 +25,13 @@ tail -8 "$OUT/ctest.log"
 for b in ${GPU_BENCHES:-cluster}; do
   case $b in
     cluster) $PY benchmarks/bench_cluster.py --device cuda --n 12936 32621 126441 --skip-reference --repeat 3 --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_cluster.log" ;;
-    memory) $PY benchmarks/bench_memory.py --device cuda 2>&1 | tee "$OUT/bench_memory.log" ;;
-    eval) $PY benchmarks/bench_eval.py --device cuda 2>&1 | tee "$OUT/bench_eval.log" ;;
-    models) $PY benchmarks/bench_models.py --device cuda 2>&1 | tee "$OUT/bench_models.log" ;;
+    memory) $PY benchmarks/bench_memory.py --device cuda --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory.log" ;;
+    memory_novalidate) $PY benchmarks/bench_memory.py --device cuda --no-validate --skip-plain --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory_nv.log" ;;
+    eval) $PY benchmarks/bench_eval.py --device cuda --skip-numpy --skip-torchreid 2>&1 | tee "$OUT/bench_eval.log" ;;
+    models) $PY benchmarks/bench_models.py --device cuda 2>&1 | tee "$OUT/bench_models.log"
+            $PY benchmarks/bench_models.py --device cuda --step 2>&1 | tee -a "$OUT/bench_models.log" ;;
+    epoch) $PY benchmarks/bench_train_epoch.py --device cuda --iters ${EPOCH_ITERS:-100} --data /tmp/smcr-epoch 2>&1 | grep -v "^INFO" | tee "$OUT/bench_epoch.log" ;;
   esac
+  echo "[$b done at $(( $(date +%s) - t0 )) s]"
 done
 echo "total: $(( $(date +%s) - t0 )) s"
