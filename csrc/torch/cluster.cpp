@@ -22,9 +22,9 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> knn_cpu(const at::Tensor& x, int64_t k, int64_t block) {
   check_features(x, "features");
   const int64_t n = x.size(0);
-  TORCH_CHECK(n >= 1, "features must have at least one row");
-  TORCH_CHECK(k >= 1 && k <= n, "k must be in [1, N], got k=", k, " N=", n);
-  TORCH_CHECK(block >= 1, "block_size must be >= 1, got ", block);
+  SMCR_CHECK(n >= 1, "features must have at least one row");
+  SMCR_CHECK(k >= 1 && k <= n, "k must be in [1, N], got k=", k, " N=", n);
+  SMCR_CHECK(block >= 1, "block_size must be >= 1, got ", block);
   at::Tensor sim = at::empty({n, k}, x.options());
   at::Tensor idx = at::empty({n, k}, x.options().dtype(at::kLong));
   check_status(smcr::knn_init_cpu(n, static_cast<int>(k), sim.data_ptr<float>(),
@@ -61,18 +61,18 @@ std::tuple<at::Tensor, at::Tensor> knn_ivf_cpu(const at::Tensor& x, const at::Te
                                                const at::Tensor& probes, int64_t k) {
   check_features(x, "features");
   check_int64_vector(cell_ptr, "cell_ptr");
-  TORCH_CHECK(probes.dim() == 2 && probes.scalar_type() == at::kLong && probes.is_contiguous(),
+  SMCR_CHECK(probes.dim() == 2 && probes.scalar_type() == at::kLong && probes.is_contiguous(),
               "probes must be a contiguous int64 (num_cells, nprobe) tensor");
   const int64_t n = x.size(0);
   const int64_t cells = cell_ptr.numel() - 1;
-  TORCH_CHECK(probes.size(0) == cells, "probes must have one row per cell");
-  TORCH_CHECK(k >= 1 && k <= n, "k must be in [1, N], got ", k);
+  SMCR_CHECK(probes.size(0) == cells, "probes must have one row per cell");
+  SMCR_CHECK(k >= 1 && k <= n, "k must be in [1, N], got ", k);
   const int64_t* cp = cell_ptr.data_ptr<int64_t>();
-  TORCH_CHECK(cp[0] == 0 && cp[cells] == n, "cell_ptr must start at 0 and end at N");
+  SMCR_CHECK(cp[0] == 0 && cp[cells] == n, "cell_ptr must start at 0 and end at N");
   const int64_t* pr = probes.data_ptr<int64_t>();
   const int64_t nprobe = probes.size(1);
   for (int64_t t = 0; t < cells * nprobe; ++t)
-    TORCH_CHECK(pr[t] >= 0 && pr[t] < cells, "probes must hold cell ids in [0, ", cells, ")");
+    SMCR_CHECK(pr[t] >= 0 && pr[t] < cells, "probes must hold cell ids in [0, ", cells, ")");
   at::Tensor sim = at::empty({n, k}, x.options());
   at::Tensor idx = at::empty({n, k}, x.options().dtype(at::kLong));
   check_status(smcr::knn_init_cpu(n, static_cast<int>(k), sim.data_ptr<float>(),
@@ -124,7 +124,7 @@ at::Tensor dbscan_cpu(const at::Tensor& indptr, const at::Tensor& indices,
   check_graph(indptr, indices, distances);
   const int64_t n = indptr.numel() - 1;
   std::vector<float> e(eps.begin(), eps.end());
-  TORCH_CHECK(!e.empty(), "eps must hold at least one value");
+  SMCR_CHECK(!e.empty(), "eps must hold at least one value");
   at::Tensor labels = at::empty({static_cast<int64_t>(e.size()), n}, indptr.options());
   smcr::CsrGraphView g{n, indptr.data_ptr<int64_t>(), indices.data_ptr<int64_t>(),
                        distances.data_ptr<float>()};
@@ -136,7 +136,7 @@ at::Tensor dbscan_cpu(const at::Tensor& indptr, const at::Tensor& indices,
 at::Tensor cluster_iou_cpu(const at::Tensor& labels, const at::Tensor& other) {
   check_int64_vector(labels, "labels");
   check_int64_vector(other, "other");
-  TORCH_CHECK(labels.numel() == other.numel(), "labels and other must have the same length, got ",
+  SMCR_CHECK(labels.numel() == other.numel(), "labels and other must have the same length, got ",
               labels.numel(), " and ", other.numel());
   at::Tensor iou = at::empty({labels.numel()}, labels.options().dtype(at::kFloat));
   check_status(smcr::cluster_iou_cpu(labels.data_ptr<int64_t>(), other.data_ptr<int64_t>(),

@@ -23,10 +23,10 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& x, int64_t k, int6
   check_features(x, "features");
   const c10::cuda::CUDAGuard guard(x.device());
   const int64_t n = x.size(0);
-  TORCH_CHECK(n >= 1, "features must have at least one row");
-  TORCH_CHECK(k >= 1 && k <= n, "k must be in [1, N], got k=", k, " N=", n);
-  TORCH_CHECK(k <= smcr::kKnnMaxKCuda, "k must be <= ", smcr::kKnnMaxKCuda, " on CUDA, got ", k);
-  TORCH_CHECK(block >= 1, "block_size must be >= 1, got ", block);
+  SMCR_CHECK(n >= 1, "features must have at least one row");
+  SMCR_CHECK(k >= 1 && k <= n, "k must be in [1, N], got k=", k, " N=", n);
+  SMCR_CHECK(k <= smcr::kKnnMaxKCuda, "k must be <= ", smcr::kKnnMaxKCuda, " on CUDA, got ", k);
+  SMCR_CHECK(block >= 1, "block_size must be >= 1, got ", block);
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   at::Tensor sim = at::empty({n, k}, x.options());
   at::Tensor idx = at::empty({n, k}, x.options().dtype(at::kLong));
@@ -86,7 +86,7 @@ at::Tensor dbscan_cuda(const at::Tensor& indptr, const at::Tensor& indices,
   const c10::cuda::CUDAGuard guard(indptr.device());
   const int64_t n = indptr.numel() - 1;
   std::vector<float> e(eps.begin(), eps.end());
-  TORCH_CHECK(!e.empty(), "eps must hold at least one value");
+  SMCR_CHECK(!e.empty(), "eps must hold at least one value");
   at::Tensor labels = at::empty({static_cast<int64_t>(e.size()), n}, indptr.options());
   smcr::CsrGraphView g{n, indptr.data_ptr<int64_t>(), indices.data_ptr<int64_t>(),
                        distances.data_ptr<float>()};
@@ -100,8 +100,8 @@ at::Tensor dbscan_cuda(const at::Tensor& indptr, const at::Tensor& indices,
 at::Tensor cluster_iou_cuda(const at::Tensor& labels, const at::Tensor& other) {
   check_int64_vector(labels, "labels");
   check_int64_vector(other, "other");
-  TORCH_CHECK(labels.numel() == other.numel(), "labels and other must have the same length");
-  TORCH_CHECK(labels.device() == other.device(), "labels and other must be on the same device");
+  SMCR_CHECK(labels.numel() == other.numel(), "labels and other must have the same length");
+  SMCR_CHECK(labels.device() == other.device(), "labels and other must be on the same device");
   const c10::cuda::CUDAGuard guard(labels.device());
   at::Tensor iou = at::empty({labels.numel()}, labels.options().dtype(at::kFloat));
   TensorAllocator scratch(labels.device());

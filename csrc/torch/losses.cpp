@@ -26,7 +26,7 @@ namespace {
 std::tuple<at::Tensor, at::Tensor> hybrid_memory_label_index_cpu(const at::Tensor& row_labels,
                                                                  int64_t num_labels) {
   check_int64_vector(row_labels, "row_labels");
-  TORCH_CHECK(num_labels >= 0, "num_labels must be >= 0, got ", num_labels);
+  SMCR_CHECK(num_labels >= 0, "num_labels must be >= 0, got ", num_labels);
   at::Tensor ptr = at::empty({num_labels + 1}, row_labels.options());
   at::Tensor rows = at::empty({row_labels.numel()}, row_labels.options());
   check_status(smcr::hybrid_memory_label_index_cpu(row_labels.data_ptr<int64_t>(),
@@ -53,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const int64_t* rows = label_rows.data_ptr<int64_t>();
   const int64_t* tgt = targets.data_ptr<int64_t>();
   check_status(smcr::hybrid_memory_check_targets_cpu(tgt, B, ptr, L));
-  TORCH_CHECK(ptr[0] == 0 && ptr[L] == M, "label_ptr must start at 0 and end at M = ", M,
+  SMCR_CHECK(ptr[0] == 0 && ptr[L] == M, "label_ptr must start at 0 and end at M = ", M,
               " (build it with hybrid_memory_label_index)");
   const T* mem = reinterpret_cast<const T*>(memory.data_ptr());
   const Acc inv_temp = static_cast<Acc>(1.0 / temperature);

@@ -62,7 +62,7 @@ void mm_to_float(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
 std::tuple<at::Tensor, at::Tensor> hybrid_memory_label_index_cuda(const at::Tensor& row_labels,
                                                                   int64_t num_labels) {
   check_int64_vector(row_labels, "row_labels");
-  TORCH_CHECK(num_labels >= 0, "num_labels must be >= 0, got ", num_labels);
+  SMCR_CHECK(num_labels >= 0, "num_labels must be >= 0, got ", num_labels);
   const c10::cuda::CUDAGuard guard(row_labels.device());
   at::Tensor ptr = at::empty({num_labels + 1}, row_labels.options());
   at::Tensor rows = at::empty({row_labels.numel()}, row_labels.options());

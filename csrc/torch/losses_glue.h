@@ -24,10 +24,10 @@ inline bool is_float_type(at::ScalarType t) {
 // The accumulation type of a (features, memory) pair, after checking that they go together.
 inline at::ScalarType loss_acc_type(const at::Tensor& features, const at::Tensor& memory) {
   const auto ft = features.scalar_type(), mt = memory.scalar_type();
-  TORCH_CHECK(mt == at::kFloat || mt == at::kBFloat16 || mt == at::kDouble,
+  SMCR_CHECK(mt == at::kFloat || mt == at::kBFloat16 || mt == at::kDouble,
               "memory must be float32, bfloat16 or float64, got ", mt);
-  TORCH_CHECK(is_float_type(ft), "features must be a floating tensor, got ", ft);
-  TORCH_CHECK((mt == at::kDouble) == (ft == at::kDouble), "features dtype ", ft,
+  SMCR_CHECK(is_float_type(ft), "features must be a floating tensor, got ", ft);
+  SMCR_CHECK((mt == at::kDouble) == (ft == at::kDouble), "features dtype ", ft,
               " does not go with memory dtype ", mt,
               ": use float64 for both, or float16/bfloat16/float32 features with a float32 or "
               "bfloat16 memory");
@@ -40,7 +40,7 @@ inline at::ScalarType acc_type_of(const at::Tensor& x) {
 
 inline void check_same_device(const at::Tensor& a, const char* an, const at::Tensor& b,
                               const char* bn) {
-  TORCH_CHECK(a.device() == b.device(), an, " and ", bn, " must be on the same device, got ",
+  SMCR_CHECK(a.device() == b.device(), an, " and ", bn, " must be on the same device, got ",
               a.device(), " and ", b.device());
 }
 
@@ -55,65 +55,65 @@ inline HybridMemoryShapes check_hybrid_memory_loss(const at::Tensor& features,
                                                    const at::Tensor& label_rows,
                                                    const at::Tensor& targets, double temperature,
                                                    double eps, int64_t block_size) {
-  TORCH_CHECK(features.dim() == 2, "features must be 2-D (B, D), got shape ", features.sizes());
-  TORCH_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
-  TORCH_CHECK(memory.is_contiguous(), "memory must be contiguous");
-  TORCH_CHECK(features.size(1) == memory.size(1), "features and memory must have the same ",
+  SMCR_CHECK(features.dim() == 2, "features must be 2-D (B, D), got shape ", features.sizes());
+  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
+  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous");
+  SMCR_CHECK(features.size(1) == memory.size(1), "features and memory must have the same ",
               "feature dimension D, got ", features.size(1), " and ", memory.size(1));
-  TORCH_CHECK(features.size(1) >= 1, "feature dimension D must be >= 1");
+  SMCR_CHECK(features.size(1) >= 1, "feature dimension D must be >= 1");
   check_int64_vector(label_ptr, "label_ptr");
   check_int64_vector(label_rows, "label_rows");
   check_int64_vector(targets, "targets");
-  TORCH_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
-  TORCH_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
+  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
+  SMCR_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
               "row (M = ", memory.size(0), "), got ", label_rows.numel());
-  TORCH_CHECK(targets.numel() == features.size(0), "targets must have one entry per feature ",
+  SMCR_CHECK(targets.numel() == features.size(0), "targets must have one entry per feature ",
               "row (B = ", features.size(0), "), got ", targets.numel());
   check_same_device(features, "features", memory, "memory");
   check_same_device(label_ptr, "label_ptr", memory, "memory");
   check_same_device(label_rows, "label_rows", memory, "memory");
   check_same_device(targets, "targets", memory, "memory");
-  TORCH_CHECK(temperature > 0.0 && std::isfinite(temperature),
+  SMCR_CHECK(temperature > 0.0 && std::isfinite(temperature),
               "temperature must be a finite number > 0, got ", temperature);
-  TORCH_CHECK(eps >= 0.0 && std::isfinite(eps), "eps must be a finite number >= 0, got ", eps);
-  TORCH_CHECK(block_size >= 1, "block_size must be >= 1, got ", block_size);
+  SMCR_CHECK(eps >= 0.0 && std::isfinite(eps), "eps must be a finite number >= 0, got ", eps);
+  SMCR_CHECK(block_size >= 1, "block_size must be >= 1, got ", block_size);
   return {features.size(0), features.size(1), memory.size(0), label_ptr.numel() - 1,
           loss_acc_type(features, memory)};
 }
 
 inline at::ScalarType check_hybrid_memory_update(const at::Tensor& memory, const at::Tensor& rows,
                                                  const at::Tensor& features, double momentum) {
-  TORCH_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
-  TORCH_CHECK(memory.is_contiguous(), "memory must be contiguous (it is updated in place)");
-  TORCH_CHECK(features.dim() == 2 && features.size(1) == memory.size(1),
+  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
+  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous (it is updated in place)");
+  SMCR_CHECK(features.dim() == 2 && features.size(1) == memory.size(1),
               "features must be 2-D (B, D) with the memory's D = ", memory.size(1), ", got shape ",
               features.sizes());
   check_int64_vector(rows, "rows");
-  TORCH_CHECK(rows.numel() == features.size(0), "rows must have one entry per feature row (B = ",
+  SMCR_CHECK(rows.numel() == features.size(0), "rows must have one entry per feature row (B = ",
               features.size(0), "), got ", rows.numel());
   check_same_device(features, "features", memory, "memory");
   check_same_device(rows, "rows", memory, "memory");
-  TORCH_CHECK(momentum >= 0.0 && momentum <= 1.0, "momentum must be in [0, 1], got ", momentum);
+  SMCR_CHECK(momentum >= 0.0 && momentum <= 1.0, "momentum must be in [0, 1], got ", momentum);
   return loss_acc_type(features, memory);
 }
 
 inline at::ScalarType check_soft_triplet(const at::Tensor& student,
                                          const c10::optional<at::Tensor>& teacher,
                                          const at::Tensor& labels, double margin) {
-  TORCH_CHECK(student.dim() == 2 && student.size(1) >= 1, "student must be 2-D (B, D), got shape ",
+  SMCR_CHECK(student.dim() == 2 && student.size(1) >= 1, "student must be 2-D (B, D), got shape ",
               student.sizes());
-  TORCH_CHECK(is_float_type(student.scalar_type()), "student must be a floating tensor, got ",
+  SMCR_CHECK(is_float_type(student.scalar_type()), "student must be a floating tensor, got ",
               student.scalar_type());
   if (teacher.has_value()) {
-    TORCH_CHECK(teacher->sizes() == student.sizes(), "teacher must have the student's shape ",
+    SMCR_CHECK(teacher->sizes() == student.sizes(), "teacher must have the student's shape ",
                 student.sizes(), ", got ", teacher->sizes());
-    TORCH_CHECK(is_float_type(teacher->scalar_type()), "teacher must be a floating tensor");
+    SMCR_CHECK(is_float_type(teacher->scalar_type()), "teacher must be a floating tensor");
     check_same_device(*teacher, "teacher", student, "student");
   } else {
-    TORCH_CHECK(margin >= 0.0 && margin <= 1.0, "margin must be in [0, 1], got ", margin);
+    SMCR_CHECK(margin >= 0.0 && margin <= 1.0, "margin must be in [0, 1], got ", margin);
   }
   check_int64_vector(labels, "labels");
-  TORCH_CHECK(labels.numel() == student.size(0), "labels must have one entry per student row ",
+  SMCR_CHECK(labels.numel() == student.size(0), "labels must have one entry per student row ",
               "(B = ", student.size(0), "), got ", labels.numel());
   check_same_device(labels, "labels", student, "student");
   return acc_type_of(student);
@@ -122,15 +122,15 @@ inline at::ScalarType check_soft_triplet(const at::Tensor& student,
 inline void check_hybrid_memory_backward(const at::Tensor& grad_loss,
                                          const at::Tensor& grad_per_sample,
                                          const at::Tensor& grad_cache) {
-  TORCH_CHECK(grad_cache.dim() == 2 && grad_cache.is_contiguous() &&
+  SMCR_CHECK(grad_cache.dim() == 2 && grad_cache.is_contiguous() &&
                   (grad_cache.scalar_type() == at::kFloat ||
                    grad_cache.scalar_type() == at::kDouble),
               "grad_cache must be the contiguous (B, D) float32/float64 cache of the forward "
               "(run with compute_grad=True), got ", grad_cache.sizes(), " ",
               grad_cache.scalar_type());
-  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
+  SMCR_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
               grad_loss.sizes());
-  TORCH_CHECK(grad_per_sample.dim() == 1 && grad_per_sample.numel() == grad_cache.size(0),
+  SMCR_CHECK(grad_per_sample.dim() == 1 && grad_per_sample.numel() == grad_cache.size(0),
               "grad_per_sample must be (B,) with B = ", grad_cache.size(0), ", got shape ",
               grad_per_sample.sizes());
   check_same_device(grad_loss, "grad_loss", grad_cache, "grad_cache");
@@ -142,22 +142,22 @@ inline void check_triplet_backward_args(const at::Tensor& grad_loss,
                                         const at::Tensor& student, const at::Tensor& pos,
                                         const at::Tensor& neg, const at::Tensor& dap,
                                         const at::Tensor& dan, const at::Tensor& coef) {
-  TORCH_CHECK(student.dim() == 2, "student must be 2-D (B, D), got shape ", student.sizes());
+  SMCR_CHECK(student.dim() == 2, "student must be 2-D (B, D), got shape ", student.sizes());
   const int64_t B = student.size(0);
   check_int64_vector(pos, "pos_index");
   check_int64_vector(neg, "neg_index");
-  TORCH_CHECK(coef.scalar_type() == at::kFloat || coef.scalar_type() == at::kDouble,
+  SMCR_CHECK(coef.scalar_type() == at::kFloat || coef.scalar_type() == at::kDouble,
               "grad_coef must be float32 or float64, got ", coef.scalar_type());
   for (const at::Tensor* t : {&dap, &dan, &coef})
-    TORCH_CHECK(t->dim() == 1 && t->numel() == B && t->is_contiguous() &&
+    SMCR_CHECK(t->dim() == 1 && t->numel() == B && t->is_contiguous() &&
                     t->scalar_type() == coef.scalar_type(),
                 "dist_ap, dist_an and grad_coef must be the forward's contiguous (B,) outputs, "
                 "B = ", B);
-  TORCH_CHECK(pos.numel() == B && neg.numel() == B,
+  SMCR_CHECK(pos.numel() == B && neg.numel() == B,
               "pos_index and neg_index must be the forward's (B,) outputs, B = ", B);
-  TORCH_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
+  SMCR_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
               grad_loss.sizes());
-  TORCH_CHECK(grad_per_anchor.dim() == 1 && grad_per_anchor.numel() == B,
+  SMCR_CHECK(grad_per_anchor.dim() == 1 && grad_per_anchor.numel() == B,
               "grad_per_anchor must be (B,) with B = ", B, ", got shape ", grad_per_anchor.sizes());
   for (const at::Tensor* t : {&grad_loss, &grad_per_anchor, &pos, &neg, &dap, &dan, &coef})
     check_same_device(*t, "backward inputs", student, "student");
