@@ -3,9 +3,10 @@ only assembles them:
 
     smcr train        train SMCR from a YAML config or a shipped recipe
     smcr extract      embed a folder of images with a checkpoint
+    smcr translate    train a domain translator (train) or translate a dataset (apply)
     smcr synth        generate a synthetic re-ID dataset (or --preview its contact sheet)
     smcr check-data   print the subset / #ids / #images / #cameras table of a dataset
-    smcr evaluate     mAP / mINP / CMC of a checkpoint on query and gallery folders
+    smcr evaluate     (alias: eval) mAP / mINP / CMC of a checkpoint on query and gallery folders
     smcr visrank      pictures of ranked lists (paper Fig. 6)
     smcr export       ONNX export with an onnxruntime parity check
     smcr backends     which kernels are compiled (CPU, CUDA, OpenMP threads, faiss)
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .export import add_export_parser
     from .synth.cli import add_check_data_parser, add_synth_parser
     from .training.cli import add_extract_parser, add_train_parser
+    from .translate.cli import add_translate_parser
     from .visualize import add_visrank_parser
 
     parser = argparse.ArgumentParser(
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(sub)
     add_extract_parser(sub)
+    add_translate_parser(sub)
     add_synth_parser(sub)
     add_check_data_parser(sub)
     add_evaluate_parser(sub)

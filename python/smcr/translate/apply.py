@@ -1,0 +1,315 @@
+"""Translate a whole dataset to disk: same layout, file names, labels and manifest.
+
+    translate_dataset("runs/m2d", "data/market_like", "data/market_like_to_duke", "AB")
+
+The output mirrors the dataset's root folder (the folder `smcr.data.read_dataset` reports
+as `root`): every image the layout lists is replaced by its translation under the same
+relative path and name, and the layout's label files at the top of the root
+(`manifest.csv`, `identities.csv`, `meta.json` of a synthetic set; MSMT17's `list_*.txt`;
+a custom set's CSVs, with absolute image paths made relative) are copied. Market-1501-style
+folders are translated whole, junk (pid -1) images included. Images come out at the
+translator's size (`keep_size=True` resizes them back); JPEGs are written at quality 95.
+`translation.json` records the source, the translator and the direction.
+
+Subsets not named in `subsets` are copied unchanged (hard links where possible), so the
+result still opens with every reader.
+
+Work goes into `<out_dir>.partial/`; each image is written to a temporary name and
+renamed, so a stopped run resumes where it stopped (same plan required) and a reader never
+sees half a file; the finished folder is checked with `read_dataset` and renamed to
+`out_dir` at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from smcr.data import detect_format, load_image, read_dataset, resize
+from smcr.data.readers import IMAGE_EXTENSIONS, SUBSETS
+
+from .config import TranslateError
+from .files import atomic_write_bytes, atomic_write_text, sha256_json
+from .trainer import Translator
+
+__all__ = ["list_dataset_files", "translate_dataset"]
+
+_MARKET_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _rel(path: str | Path, base: Path) -> str:
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(base).as_posix()
+    except ValueError:
+        raise TranslateError(
+            f"image {path} lies outside the dataset root {base}; translate_dataset mirrors the "
+            f"root folder, so every listed image must be inside it"
+        ) from None
+
+
+def list_dataset_files(
+    root: str | os.PathLike,
+) -> tuple[str, Path, list[tuple[str, str]], list[str]]:
+    """What a dataset consists of, for mirroring.
+
+    Returns (kind, base, images, label_files): the layout `detect_format` finds, the root
+    folder that holds it, `(relative path, subset)` of every image to carry over, in a
+    stable order, and the relative paths of the label files at the top of `base`.
+    """
+    root = Path(root)
+    kind = detect_format(root)
+    if kind == "synthetic":
+        from smcr.synth.labeler import ManifestError, read_manifest
+
+        base = root.resolve()
+        try:
+            rows = read_manifest(base / "manifest.csv", check_files=True)
+        except ManifestError as e:
+            raise TranslateError(str(e)) from e
+        images = [(Path(r["path"]).as_posix(), r["subset"]) for r in rows]
+    else:
+        ds = read_dataset(root, kind, relabel_train=False, validate=False)
+        base = Path(ds.root).resolve()
+        if kind in ("market-style", "market1501", "dukemtmc"):
+            images = []
+            for subset, d in _MARKET_DIRS.items():
+                folder = base / d
+                images += [
+                    (p.relative_to(base).as_posix(), subset)
+                    for p in sorted(folder.iterdir())
+                    if p.is_file() and _is_image(p)
+                ]
+        else:
+            images = [(_rel(s.path, base), sub) for sub in SUBSETS for s in ds.subset(sub)]
+    seen: set[str] = set()
+    unique = []
+    for rel, sub in images:
+        if rel not in seen:
+            seen.add(rel)
+            unique.append((rel, sub))
+    labels = sorted(
+        p.name
+        for p in base.iterdir()
+        if p.is_file()
+        and not _is_image(p)
+        and not p.name.startswith(".")
+        and p.name != "translation.json"
+    )
+    return kind, base, unique, labels
+
+
+def _encode(img: torch.Tensor, suffix: str, quality: int) -> bytes:
+    """(3, H, W) uint8 -> file bytes in the format of `suffix`."""
+    pil = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    buf = io.BytesIO()
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP"}[suffix.lower()]
+    if fmt == "JPEG":
+        pil.save(buf, format=fmt, quality=quality)
+    else:
+        pil.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _copy_label_file(src: Path, dst: Path, base: Path) -> None:
+    """Copy a label file; a CSV with a `path` column gets absolute paths made relative."""
+    if src.suffix.lower() != ".csv":
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    with open(src, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        rows = list(reader)
+    if "path" not in cols or not any(Path(r["path"]).is_absolute() for r in rows):
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    for r in rows:
+        if Path(r["path"]).is_absolute():
+            r["path"] = _rel(r["path"], base)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(dst, buf.getvalue())
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def translate_dataset(
+    translator: Translator | str | os.PathLike,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    direction: str = "AB",
+    *,
+    subsets: Sequence[str] = SUBSETS,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    keep_size: bool = False,
+    jpeg_quality: int = 95,
+    overwrite: bool = False,
+    resume: bool = True,
+    reuse: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Translate every image of the dataset at `data` with `translator` (a Translator, a
+    translator.pt or its training folder) in `direction` ('AB': from-domain -> to-domain,
+    'BA' back) into `out_dir`; see the module docstring. Returns `out_dir` (for a dataset
+    given as one CSV file, the translated list is `out_dir / <that file's name>`).
+
+    overwrite: replace an existing `out_dir` (only once the new one is complete).
+    resume: continue an unfinished `<out_dir>.partial` of the same plan; False restarts it.
+    reuse: return an existing `out_dir` at once when its translation.json records the same
+        plan (translator, direction, source files, settings).
+    """
+    if not isinstance(translator, Translator):
+        translator = Translator.load(translator, device)
+    translator.generator(direction)  # validates direction
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"data must be a dataset root folder, got {type(data).__name__}")
+    bad = [s for s in subsets if s not in SUBSETS]
+    if bad or not subsets:
+        raise TranslateError(
+            f"subsets must be a non-empty selection of {SUBSETS}, got {list(subsets)}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TranslateError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if (
+        isinstance(jpeg_quality, bool)
+        or not isinstance(jpeg_quality, int)
+        or not 1 <= jpeg_quality <= 100
+    ):
+        raise TranslateError(f"jpeg_quality must be an int in [1, 100], got {jpeg_quality!r}")
+    say = log or (lambda _msg: None)
+    out = Path(out_dir)
+    src_root = Path(data)
+    if out.resolve() == src_root.resolve() or src_root.resolve() in out.resolve().parents:
+        raise TranslateError(f"out_dir {out} must not be the dataset {src_root} or inside it")
+    if out.exists() and not out.is_dir():
+        raise TranslateError(f"out_dir {out} exists and is not a folder")
+
+    kind, base, images, label_files = list_dataset_files(src_root)
+    if not images:
+        raise TranslateError(f"{src_root}: the dataset holds no images")
+    sizes = [(base / rel).stat().st_size for rel, _ in images]
+    plan = {
+        "format": "smcr.translated-dataset/1",
+        "translator_key": translator.key,
+        "direction": direction,
+        "kind": kind,
+        "source": str(base),
+        "source_files": sha256_json(
+            [[rel, sub, n] for (rel, sub), n in zip(images, sizes, strict=True)]
+        ),
+        "subsets": sorted(subsets),
+        "image_size": list(translator.config.image_size),
+        "keep_size": bool(keep_size),
+        "jpeg_quality": jpeg_quality,
+    }
+    if out.exists():
+        info_file = out / "translation.json"
+        if reuse and info_file.is_file():
+            info = json.loads(info_file.read_text())
+            if {k: info.get(k) for k in plan} == plan:
+                say(f"translate apply: {out} already holds this translation")
+                return out
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
+            )
+    partial = out.with_name(out.name + ".partial")
+    plan_file = partial / ".plan.json"
+    if partial.exists():
+        same = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
+        if resume and not same:
+            raise TranslateError(
+                f"{partial} holds an unfinished translation of another plan (translator, "
+                f"dataset or settings); delete it or pass resume=False (--no-resume)"
+            )
+        if not resume:
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(plan_file, json.dumps(plan, indent=1, sort_keys=True))
+
+    keep = set(subsets)
+    todo, copied = [], 0
+    for rel, sub in images:
+        dst = partial / rel
+        if dst.is_file():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if sub in keep:
+            todo.append(rel)
+        else:
+            _link_or_copy(base / rel, dst)
+            copied += 1
+    done_before = len(images) - len(todo) - copied
+    say(
+        f"translate apply: {kind} dataset {base}: {len(images)} images, {len(todo)} to translate "
+        f"({done_before} already done, {copied} copied unchanged)"
+    )
+    size = tuple(translator.config.image_size)
+    t0 = time.perf_counter()
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
+        raw = [load_image(str(base / rel)) for rel in chunk]  # (3, h, w) uint8 each
+        batch = torch.stack(
+            [resize(x, size).round_().clamp_(0, 255).to(torch.uint8) for x in raw]
+        )  # (B, 3, H, W)
+        fake = translator.translate(batch, direction, batch_size)
+        for rel, x, y in zip(chunk, raw, fake, strict=True):
+            if keep_size and tuple(x.shape[-2:]) != size:
+                y = resize(y, tuple(x.shape[-2:])).round_().clamp_(0, 255).to(torch.uint8)
+            atomic_write_bytes(partial / rel, _encode(y, Path(rel).suffix, jpeg_quality))
+        if (i // batch_size) % 20 == 0:
+            say(f"translate apply: {min(i + batch_size, len(todo))}/{len(todo)} images")
+    for name in label_files:
+        _copy_label_file(base / name, partial / name, base)
+    info = dict(
+        plan,
+        trained_from=translator.meta.get("from", {}),
+        trained_to=translator.meta.get("to", {}),
+    )
+    info["translated_images"] = sum(1 for _, s in images if s in keep)
+    atomic_write_text(
+        partial / "translation.json", json.dumps(info, indent=1, sort_keys=True) + "\n"
+    )
+    plan_file.unlink()
+    for stale in partial.rglob(".*.tmp"):  # temporaries of a run killed mid-write
+        stale.unlink()
+    check = partial / src_root.name if src_root.is_file() else partial
+    try:  # the result must open like its source
+        read_dataset(check, "market-style" if kind in ("market1501", "dukemtmc") else kind)
+    except ValueError as e:
+        raise TranslateError(f"translated dataset {partial} does not open: {e}") from e
+    if out.exists():
+        trash = out.with_name(out.name + ".old")
+        if trash.exists():
+            shutil.rmtree(trash)
+        out.rename(trash)
+        partial.rename(out)
+        shutil.rmtree(trash)
+    else:
+        partial.rename(out)
+    say(f"translate apply: wrote {out} ({len(todo)} images in {time.perf_counter() - t0:.1f} s)")
+    return out
