@@ -65,6 +65,10 @@ class DataConfig:
     batch_target: int = 64
     num_instances: int = 4
     test_batch: int = 128
+    # Every BatchNorm of a training model normalises consecutive groups of this many
+    # samples of one domain (SpCL's 64 per domain over 4 GPUs = 16), so BN statistics, and
+    # the results, do not depend on the number of processes; 0: the whole per-process batch.
+    bn_group: int = 16
 
 
 @dataclass
@@ -137,6 +141,7 @@ class RunConfig:
     amp: bool = True  # bf16 autocast on CUDA (CPU runs in float32)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     ranked_lists: int = 4  # ranked-list pictures of the final model (0 = none)
+    dist_timeout_min: float = 720.0  # torchrun: how long ranks wait for rank 0 (data, translators)
 
 
 @dataclass
@@ -163,6 +168,15 @@ class TrainConfig:
             if v < d.num_instances or v % d.num_instances:
                 raise ConfigError(
                     f"data.{name} must be a multiple of data.num_instances={d.num_instances}, got {v}"
+                )
+        if isinstance(d.bn_group, bool) or d.bn_group < 0:
+            raise ConfigError(f"data.bn_group must be >= 0, got {d.bn_group}")
+        for name in ("batch_source", "batch_target"):
+            v = getattr(d, name)
+            if d.bn_group and v > d.bn_group and v % d.bn_group:
+                raise ConfigError(
+                    f"data.{name}={v} must be a multiple of data.bn_group={d.bn_group} (the "
+                    "batch-norm group size; 0 normalises the whole batch)"
                 )
         p = self.pretrain
         if p.mode not in ("translated", "raw", "source", "none"):
@@ -198,12 +212,36 @@ class TrainConfig:
                 raise ConfigError(f"schedule.{name} must be >= 1, got {getattr(sc, name)}")
         if self.run.resume not in ("auto", "never") and not Path(self.run.resume).is_file():
             raise ConfigError(f"run.resume must be auto, never or a checkpoint file, got {self.run.resume!r}")
+        if self.run.dist_timeout_min <= 0:
+            raise ConfigError(f"run.dist_timeout_min must be > 0, got {self.run.dist_timeout_min}")
         from .models import ModelConfig
 
         try:
-            ModelConfig.from_dict(self.model)
+            mc = ModelConfig.from_dict(self.model)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model: {e}") from e
+        if mc.dsbn and d.batch_source != d.batch_target:
+            raise ConfigError(
+                "model.dsbn splits each batch into source and target halves: data.batch_source "
+                f"({d.batch_source}) must equal data.batch_target ({d.batch_target})"
+            )
+
+    def check_world(self, world: int) -> None:
+        """Raise ConfigError when the batches do not split over `world` processes so that
+        every process normalises whole batch-norm groups (results independent of `world`)."""
+        if world <= 1:
+            return
+        d = self.data
+        for name in ("batch_source", "batch_target"):
+            v = getattr(d, name)
+            if v % world:
+                raise ConfigError(f"data.{name}={v} does not split over {world} processes")
+            if d.bn_group and (v // world) % d.bn_group:
+                raise ConfigError(
+                    f"data.{name}={v} over {world} processes gives {v // world} samples per "
+                    f"process, not a multiple of data.bn_group={d.bn_group}: batch norm would "
+                    "depend on the number of processes; change data.bn_group or the batch"
+                )
 
 
 def _build(cls: type, values: Any, where: str) -> Any:

@@ -30,9 +30,10 @@ import yaml
 from ..cluster import PseudoLabeler
 from ..config import TrainConfig, config_to_dict, load_config
 from ..models import ModelConfig, build_model
-from . import engine
+from ..models.group_bn import convert_group_bn
+from . import dist, engine
 from .domains import Domain, align_to, load_split
-from .rundir import RunDir, atomic_torch_save
+from .rundir import NullRunDir, RunDir, atomic_torch_save
 
 log = logging.getLogger("smcr.train")
 
@@ -78,10 +79,11 @@ def _domain_root(cfg_domain, name: str, cache: Path) -> Path:
         overrides["image_size"] = tuple(cfg_domain.render_size)
     key = _key(cfg_domain.preset, cfg_domain.ids, cfg_domain.seed, overrides)
     root = cache / "data" / f"{cfg_domain.preset}-{cfg_domain.ids}ids-{key}"
-    if not root.is_dir():
-        log.info("generating %s domain: %s, %d identities -> %s", name, cfg_domain.preset,
-                 cfg_domain.ids, root)
-        generate(cfg_domain.preset, root, cfg_domain.ids, seed=cfg_domain.seed, **overrides)
+    with dist.main_first():  # rank 0 generates, the others read its result
+        if not root.is_dir():
+            log.info("generating %s domain: %s, %d identities -> %s", name, cfg_domain.preset,
+                     cfg_domain.ids, root)
+            generate(cfg_domain.preset, root, cfg_domain.ids, seed=cfg_domain.seed, **overrides)
     return root
 
 
@@ -94,8 +96,9 @@ def _translate(from_root: Path, to_root: Path, cfg: TrainConfig, cache: Path, de
         options["mu3"] = 0.0  # CycleGAN: no identity-preserving re-ID term (L_c)
     tcfg = TranslateConfig(**options)
     log.info("translating %s (%s -> %s)", what, from_root, to_root)
-    res = translate_domain(from_root, to_root, cache / "translate", tcfg, subsets=("train",),
-                           device=device, log=log.info)
+    with dist.main_first():  # rank 0 trains the translator (cached), the others reuse it
+        res = translate_domain(from_root, to_root, cache / "translate", tcfg, subsets=("train",),
+                               device=device, log=log.info)
     return Path(res.root)
 
 
@@ -116,25 +119,44 @@ def train(
         config: a TrainConfig, a YAML path or a dict; `overrides` are "a.b=c" strings.
         progress: tqdm progress bars with ETA on the long loops.
         callback: called as callback(event, info) after every stage-1 epoch ("pretrain"),
-            clustering ("cluster"), stage-2 epoch ("epoch") and evaluation ("eval").
+            clustering ("cluster"), stage-2 epoch ("epoch"), evaluation ("eval") and
+            checkpoint ("checkpoint"), with the record written to metrics.jsonl; after each
+            stage-2 epoch also "models", info = {"epoch", "students", "teachers"} (the live
+            networks by branch name). Under torchrun, "models" reaches every rank and the
+            others rank 0 only.
     Returns:
         TrainResult. Raises ConfigError for a bad configuration, TrainingDiverged when a
         loss turns non-finite (the last good checkpoint stays), ClusteringCollapsed when
         clustering collapses under the "raise" policy.
     """
     cfg = load_config(config, overrides)
-    run = RunDir(Path(cfg.run.out))
+    denv, dist_device = dist.setup(cfg.run.device, cfg.run.dist_timeout_min)
+    try:
+        cfg.check_world(denv.world)
+        return _train(cfg, dist_device, progress, callback)
+    finally:
+        dist.teardown()
+
+
+def _train(cfg: TrainConfig, dist_device, progress: bool, callback) -> TrainResult:
+    main = dist.is_main()
+    run = RunDir(Path(cfg.run.out)) if main else NullRunDir(Path(cfg.run.out))
     cache = Path(cfg.run.cache) if cfg.run.cache else Path(cfg.run.out).parent / "cache"
     run.write_config(config_to_dict(cfg))
     if cfg.run.threads > 0:
         torch.set_num_threads(cfg.run.threads)
-    device = resolve_device(cfg.run.device)
+    device = dist_device or resolve_device(cfg.run.device)
+    if dist.env().active:
+        log.info("data parallel: rank %d of %d on %s", dist.env().rank, dist.env().world, device)
+        if not cfg.data.bn_group:
+            log.warning("data.bn_group=0 under torchrun: batch norm statistics depend on the "
+                        "number of processes")
     seed = cfg.run.seed
     torch.manual_seed(seed)
     size = tuple(cfg.data.image_size)
     amp = cfg.run.amp
-    bar = run.progress if progress else None
-    emit = _emitter(run, callback)
+    bar = run.progress if progress and main else None
+    emit = _emitter(run, callback if main else None)
     log.info("smcr train: device %s, output %s", device, run.dir)
 
     # -------------------------------------------------------------- checkpoint / resume
@@ -206,6 +228,7 @@ def train(
             from ..models.dsbn import convert_dsbn
 
             convert_dsbn(m)
+        convert_group_bn(m, cfg.data.bn_group)
         return m.to(device).train()
 
     branches: list[engine.Branch] = []
@@ -286,12 +309,17 @@ def train(
             "optimizer": optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(),
         }
-        atomic_torch_save(checkpoint, ckpt_path)
-        if callback is not None:
-            callback("checkpoint", {"epoch": epoch + 1, "path": str(ckpt_path)})
+        if main:
+            atomic_torch_save(checkpoint, ckpt_path)
+            if callback is not None:
+                callback("checkpoint", {"epoch": epoch + 1, "path": str(ckpt_path)})
+        if callback is not None:  # every rank: the live networks, for custom logging
+            callback("models", {"epoch": epoch + 1,
+                                "students": {b.name: b.student for b in branches},
+                                "teachers": {b.name: b.teacher for b in branches}})
 
     # -------------------------------------------------------------- outputs
-    final = _export_models(branches, cfg, run, model_cfg)
+    final = _export_models(branches, cfg, run, model_cfg) if main else {}
     if cfg.run.ranked_lists > 0:
         _ranked_lists(branches, cfg, tgt_ds, tgt_q, tgt_g, size, device, amp, run)
     report = run.write_report(history_metrics, config_to_dict(cfg), final)
@@ -335,12 +363,13 @@ def _stage1(cfg: TrainConfig, roots: dict[str, Path], src: Domain, size, device,
     )
     key = _key("stage1", dataclasses.asdict(p), dataclasses.asdict(base), [str(r) for r in roots.values()],
                list(size), cfg.data.batch_source, cfg.data.num_instances, cfg.run.seed,
-               cfg.translator.kind, cfg.translator.options, len(train_set))
+               cfg.translator.kind, cfg.translator.options, len(train_set), cfg.data.bn_group)
     path = cache / "pretrain" / f"{key}.pt"
-    if path.is_file():
+    if dist.broadcast_object(path.is_file()):
         log.info("stage 1: reusing %s", path)
         return torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(dataclasses.replace(base, num_classes=train_set.num_classes), pretrained=p.checkpoint)
+    convert_group_bn(model, cfg.data.bn_group)
     engine.pretrain(
         model, train_set, size=size, batch=cfg.data.batch_source, num_instances=cfg.data.num_instances,
         epochs=p.epochs, iters=p.iters, lr=p.lr, weight_decay=p.weight_decay,
@@ -349,7 +378,9 @@ def _stage1(cfg: TrainConfig, roots: dict[str, Path], src: Domain, size, device,
         on_epoch=lambda e, s: emit("pretrain", {"stage": "pretrain", "epoch": e + 1, **s}),
         progress=bar)
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("classifier.")}
-    atomic_torch_save(sd, path)
+    if dist.is_main():
+        atomic_torch_save(sd, path)
+    dist.barrier()
     return sd
 
 
@@ -400,8 +431,10 @@ def _ranked_lists(branches, cfg, tgt_ds, query, gallery, size, device, amp, run:
     fg = [engine.extract_features(b.teacher, gallery, size, cfg.data.test_batch, device, amp) for b in branches]
     q = engine.fused_features(*fq, a) if len(fq) == 2 else fq[0]
     g = engine.fused_features(*fg, a) if len(fg) == 2 else fg[0]
-    dist = 1.0 - q @ g.T
-    visualize_ranks(dist.cpu(), tgt_ds.query, tgt_ds.gallery, run.dir / "ranked_lists",
+    if not dist.is_main():
+        return
+    distance = 1.0 - q @ g.T
+    visualize_ranks(distance.cpu(), tgt_ds.query, tgt_ds.gallery, run.dir / "ranked_lists",
                     num_queries=cfg.run.ranked_lists, image_size=tuple(size), seed=cfg.run.seed)
 
 

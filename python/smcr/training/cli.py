@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -53,8 +54,9 @@ def run_train(args: argparse.Namespace) -> int:
     except (TrainingDiverged, ClusteringCollapsed) as e:
         print(f"smcr train: stopped: {e} (the last good checkpoint is kept)", file=sys.stderr)
         return 3
-    print(result.report.read_text())
-    print(f"run folder: {result.run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
+        print(result.report.read_text())
+        print(f"run folder: {result.run_dir}")
     return 0
 
 

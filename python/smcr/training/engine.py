@@ -38,6 +38,7 @@ from ..evaluation import evaluate
 from ..losses import HybridMemory
 from ..models import ReIDModel
 from ..models.dsbn import set_dsbn_domain
+from . import dist
 from .domains import Domain, PKStream, augment, eval_batches, seeded
 
 log = logging.getLogger("smcr.train")
@@ -59,15 +60,22 @@ def _autocast(device: torch.device, amp: bool):
 @torch.no_grad()
 def extract_features(model: nn.Module, domain: Domain, size: tuple[int, int], batch: int,
                      device: torch.device, amp: bool = True) -> torch.Tensor:
-    """(N, D) float32 unit embeddings of a domain, the model in eval mode."""
+    """(N, D) float32 unit embeddings of a domain, the model in eval mode. Under
+    torch.distributed each rank embeds its shard (after the ranks' BN statistics are
+    averaged) and every rank gets all N rows."""
     was = model.training
+    dist.average_buffers(model)
     model.eval()
-    out = []
+    part = domain
+    if dist.env().active:
+        idx = torch.arange(len(domain))[dist.shard(len(domain))]
+        part = domain.subset(idx)
+    out = [torch.zeros(0, model.embedding_dim, device=device)]
     with _autocast(device, amp):
-        for x in eval_batches(domain, size, batch, device):
+        for x in eval_batches(part, size, batch, device):
             out.append(model(x).float())
     model.train(was)
-    return F.normalize(torch.cat(out), dim=1)
+    return F.normalize(dist.gather_rows(torch.cat(out)), dim=1)
 
 
 def fused_features(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -153,6 +161,9 @@ def pretrain(
         warm = min(1.0, 0.01 + 0.99 * epoch / warmup_epochs) if warmup_epochs > 0 else 1.0
         return lr * warm * (0.1 if epoch >= decay_at else 1.0)
 
+    world = dist.env().world
+    mine = dist.local_slice(batch)
+    dist.broadcast_module(model)
     for epoch in range(epochs):
         for g in opt.param_groups:
             g["lr"] = lr_at(epoch)
@@ -160,22 +171,28 @@ def pretrain(
         sums = {"ce": 0.0, "triplet": 0.0, "acc": 0.0}
         steps = range(iters) if progress is None else progress(range(iters), desc=f"pretrain {epoch + 1}/{epochs}")
         for it in steps:
-            idx = stream.next()
-            x = augment(train.images[idx], size, seeded(seed, 1, epoch, it), device)
-            y = train.pids[idx].to(device)
+            idx = stream.next()  # the global batch; this rank trains on its slice
+            x = augment(train.images[idx], size, seeded(seed, 1, epoch, it), device)[mine]
+            y_all = train.pids[idx].to(device)
+            y = y_all[mine]
             with _autocast(device, amp):
                 out = model.forward_all(x)
             logits = out.logits.float()
             loss_ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            loss_tri = smcr_ext.soft_triplet(out.pooled.float(), None, y, margin=0.0).loss
-            loss = loss_ce + loss_tri
+            # batch-hard mining over the global batch (see smcr.training.dist)
+            loss_tri = smcr_ext.soft_triplet(
+                dist.global_with_local(out.pooled.float()), None, y_all, margin=0.0).loss
+            loss = loss_ce + world * loss_tri
             _check_finite(loss, f"pretrain epoch {epoch + 1} step {it + 1}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.all_reduce_grads(params)
             opt.step()
             sums["ce"] += loss_ce.item()
             sums["triplet"] += loss_tri.item()
             sums["acc"] += float((logits.argmax(1) == y).float().mean())
+        sums = dist.mean_over_ranks(sums, device)
+        dist.average_buffers(model)
         stats = {k: v / iters for k, v in sums.items()} | {"lr": lr_at(epoch)}
         log.info("pretrain epoch %d/%d: %s", epoch + 1, epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
@@ -284,45 +301,53 @@ def refine_epoch(
         for i, b in enumerate(branches)
     ]
     use_col = collaborative and len(branches) == 2
+    world = dist.env().world
+    mine_s, mine_t = dist.local_slice(batch_source), dist.local_slice(batch_target)
     sums: dict[str, float] = {}
     steps = range(iters) if progress is None else progress(range(iters), desc=f"epoch {epoch + 1}")
     for it in steps:
         # The shared target batch follows the branches' pseudo labels in turn.
+        # global batches (identical on every rank); each rank trains on its slices
         t_idx = tgt_streams[it % len(tgt_streams)].next()
         s_idx = src_stream.next()
-        x_t = augment(target.images[t_idx], size, seeded(seed, 2, epoch, it, 1), device)
+        x_t = augment(target.images[t_idx], size, seeded(seed, 2, epoch, it, 1), device)[mine_t]
         outs, teacher_pooled, rows = [], [], []
         for b in branches:
-            rows.append(torch.cat([b.memory.source_rows(b.source.pids[s_idx]),
-                                   b.memory.target_rows(t_idx)]).to(device))
+            rows.append(torch.cat([b.memory.source_rows(b.source.pids[s_idx[mine_s]]),
+                                   b.memory.target_rows(t_idx[mine_t])]).to(device))
             # the same crops and flips for D^RT and D^R: one generator state per step
-            x_s = augment(b.source.images[s_idx], size, seeded(seed, 2, epoch, it, 0), device)
+            x_s = augment(b.source.images[s_idx], size, seeded(seed, 2, epoch, it, 0), device)[mine_s]
             with _autocast(device, amp):
                 out = b.student.forward_all(torch.cat([x_s, x_t]))
             outs.append(out)
             if use_col:
                 with torch.no_grad(), _autocast(device, amp):
                     set_dsbn_domain(b.teacher, "target")
-                    teacher_pooled.append(b.teacher.forward_all(x_t).pooled.float())
+                    teacher_pooled.append(
+                        dist.gather_rows(b.teacher.forward_all(x_t).pooled.float()))
                     set_dsbn_domain(b.teacher, None)
+        n_s = x_s.shape[0]
         loss_joint, loss_col = [], []
         for i, (b, out) in enumerate(zip(branches, outs, strict=True)):
             loss_joint.append(b.memory(out.embedding.float(), rows[i]))
             if use_col:
+                # mined over the global target batch (see smcr.training.dist)
                 other = teacher_pooled[1 - i]
-                pooled_t = out.pooled.float()[batch_source:]
+                pooled_t = dist.global_with_local(out.pooled.float()[n_s:])
                 loss_col.append(smcr_ext.soft_triplet(
                     pooled_t, other, b.labels[t_idx].to(device)).loss)
-        loss = smcr_loss(loss_joint, loss_col, alpha, beta)
+        # the global-batch terms count `world` times so that the averaged gradient is theirs
+        loss = smcr_loss(loss_joint, [world * lc for lc in loss_col], alpha, beta)
         _check_finite(loss, f"refinement epoch {epoch + 1} step {it + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        dist.all_reduce_grads(p for g in optimizer.param_groups for p in g["params"])
         optimizer.step()
         step = step0 + it
         for b, out, r in zip(branches, outs, rows, strict=True):
             b.memory.update(out.embedding.detach().float(), r)
             ema_update(b.teacher, b.student, ema, step)
-        terms = {"loss": loss.item()}
+        terms = {"loss": smcr_loss(loss_joint, loss_col, alpha, beta).item()}
         for b, lj in zip(branches, loss_joint, strict=True):
             terms[f"loss_joint_{b.name}"] = lj.item()
         if use_col:
@@ -330,6 +355,10 @@ def refine_epoch(
                 terms[f"loss_col_{b.name}"] = lc.item()
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + v
+    for b in branches:
+        dist.average_buffers(b.student)
+        dist.average_buffers(b.teacher)
+    sums = dist.mean_over_ranks(sums, device)
     return {k: v / iters for k, v in sums.items()}
 
 

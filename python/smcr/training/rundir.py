@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-__all__ = ["RunDir", "atomic_torch_save", "atomic_write_text"]
+__all__ = ["NullRunDir", "RunDir", "atomic_torch_save", "atomic_write_text"]
 
 log = logging.getLogger("smcr.train")
 
@@ -173,3 +173,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         elif isinstance(v, float) and math.isfinite(v) or isinstance(v, int):
             out[key] = v
     return out
+
+
+class NullRunDir(RunDir):
+    """What a torchrun rank other than 0 holds: the same paths, nothing written."""
+
+    def __init__(self, path: Path) -> None:  # noqa: D107 - no folder, no log file
+        self.dir = Path(path)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self._tb = None
+
+    def write_config(self, cfg: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        pass
+
+    def read_history(self) -> list[dict[str, Any]]:
+        return []
+
+    def plot(self) -> list[Path]:
+        return []
+
+    def write_report(self, metrics: dict[str, dict[str, float]], cfg: dict[str, Any],
+                     models: dict[str, str]) -> Path:
+        return self.dir / "report.md"
