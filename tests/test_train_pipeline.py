@@ -133,6 +133,30 @@ def test_clustering_collapse_is_reported(tmp_path, cache):
     assert "clustering collapsed" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.parametrize("mode", ["translated", "raw"])
+def test_synthetic_pretraining_and_both_branches_run(tmp_path, cache, mode):
+    """Stage 1 on synthetic (translated to the source's style, or raw) + source images, then
+    DTHR (translated source) + RIHR with collaborative refinement: the whole method."""
+    cfg = tiny(tmp_path, cache, **{
+        "data.synthetic": {"preset": "mini-gspr", "ids": 6, "seed": 3, "render_size": [64, 32]},
+        "smcr.branches": "both",
+        "translator": {"enabled": True, "options": {
+            "epochs": 1, "decay_epochs": 0, "iters_per_epoch": 2, "batch_size": 4,
+            "ide_pretrain_epochs": 1, "ngf": 8, "ndf": 8, "n_res_blocks": 1}},
+        "pretrain.mode": mode,
+        "schedule.epochs": 1, "schedule.eval_every": 1, "run.ranked_lists": 0,
+    })
+    res = train(cfg, progress=False)
+    assert {"dthr_student", "rihr_teacher", "fused"} <= set(res.metrics)
+    pre = records(res.run_dir, "pretrain")
+    assert pre and all(torch.isfinite(torch.tensor(r["ce"])) for r in pre)
+    refine = records(res.run_dir, "refine")[0]
+    assert {"loss_joint_dthr", "loss_joint_rihr", "loss_col_dthr", "loss_col_rihr"} <= set(refine)
+    log = (res.run_dir / "train.log").read_text()
+    assert "source -> target (D^RT)" in log
+    assert ("synthetic -> source (D^SR)" in log) == (mode == "translated")
+
+
 def test_two_branches_without_translator_is_a_config_error(tmp_path, cache):
     with pytest.raises(ConfigError, match="translator.enabled"):
         load_config(tiny(tmp_path, cache, **{"smcr.branches": "both"}))
