@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -28,6 +27,7 @@ import warnings
 
 import numpy as np
 import torch
+from common import cpu_name
 from smcr.evaluation import distance_matrix, evaluate, evaluate_distmat, evaluate_reference
 
 
@@ -87,15 +87,6 @@ def timed(fn, repeats: int, sync=lambda: None):
     return out, times
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -42,6 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+from common import cpu_name  # noqa: E402
 from smcr.data import (  # noqa: E402
     EvalTransform,
     RandomMultipleGallerySampler,
@@ -59,17 +59,6 @@ from smcr.translate import (  # noqa: E402
 )
 from smcr.translate.data import load_images  # noqa: E402
 from smcr.translate.toy import colour_stats  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def device_name(dev: torch.device) -> str:

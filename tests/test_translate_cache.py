@@ -4,18 +4,11 @@ cache until the config or an input list changes."""
 import shutil
 
 import pytest
-import torch
 from smcr.data import read_dataset
 from smcr.translate import TranslateConfig, translate_domain
 from smcr.translate.toy import make_toy_domain, toy_colour_transform
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cache_reuses_until_inputs_or_settings_change(tmp_path):

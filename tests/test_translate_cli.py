@@ -3,20 +3,13 @@
 import argparse
 
 import pytest
-import torch
 import yaml
 from smcr.data import read_dataset
 from smcr.translate import add_translate_parser
 from smcr.translate.cli import main
 from smcr.translate.toy import make_toy_domain, toy_colour_transform
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_train_then_apply(tmp_path, capsys):

@@ -18,13 +18,7 @@ from smcr.translate import (
 from smcr.translate.data import load_domain
 from smcr.translate.toy import colour_stats, make_toy_domain, toy_colour_transform
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -179,21 +179,24 @@ def global_with_local(local: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
-def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
-    """Average the gradients of `params` over the ranks (one flattened all-reduce)."""
-    if not _ENV.active:
+def _average_in_place(tensors: list[torch.Tensor], dtype: torch.dtype) -> None:
+    """Replace each tensor by its mean over the ranks (one all-reduce of them flattened)."""
+    if not tensors:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
     dist.all_reduce(flat)
     flat /= _ENV.world
     o = 0
-    for g in grads:
-        k = g.numel()
-        g.copy_(flat[o : o + k].view_as(g))
+    for t in tensors:
+        k = t.numel()
+        t.copy_(flat[o : o + k].view_as(t))
         o += k
+
+
+def all_reduce_grads(params: Iterable[nn.Parameter]) -> None:
+    """Average the gradients of `params` over the ranks (one flattened all-reduce)."""
+    if _ENV.active:
+        _average_in_place([p.grad for p in params if p.grad is not None], torch.float32)
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
@@ -219,16 +222,5 @@ def broadcast_module(module: nn.Module) -> None:
 @torch.no_grad()
 def average_buffers(module: nn.Module) -> None:
     """Average floating-point buffers (BN running statistics) over the ranks."""
-    if not _ENV.active:
-        return
-    bufs = [b for b in module.buffers() if b.is_floating_point()]
-    if not bufs:
-        return
-    flat = torch.cat([b.reshape(-1).double() for b in bufs])
-    dist.all_reduce(flat)
-    flat /= _ENV.world
-    o = 0
-    for b in bufs:
-        k = b.numel()
-        b.copy_(flat[o : o + k].view_as(b))
-        o += k
+    if _ENV.active:
+        _average_in_place([b for b in module.buffers() if b.is_floating_point()], torch.float64)
