@@ -189,6 +189,17 @@ def test_mean_teacher_update_is_eq_11_with_warm_up():
         assert torch.allclose(pt, 0.9 * p0 + 0.1 * ps)
 
 
+def test_teacher_bn_statistics_follow_the_student_only_when_asked():
+    student, teacher = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    student.train()(torch.randn(16, 3) * 3 + 2)  # the student's statistics move
+    before = teacher.running_mean.clone()
+    engine.ema_update(teacher, student, 0.99, step=100)  # collaborative: its own statistics
+    assert torch.equal(teacher.running_mean, before)
+    engine.ema_update(teacher, student, 0.99, step=100, buffers=True)  # no teacher forward
+    assert torch.allclose(teacher.running_mean, 0.99 * before + 0.01 * student.running_mean)
+    assert teacher.num_batches_tracked == 0  # integer buffers are left alone
+
+
 def test_fused_embedding_is_eq_16():
     f1 = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
     f2 = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)

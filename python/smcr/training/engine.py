@@ -226,12 +226,20 @@ def make_teacher(student: ReIDModel) -> ReIDModel:
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, lam: float, step: int) -> None:
+def ema_update(teacher: nn.Module, student: nn.Module, lam: float, step: int,
+               buffers: bool = False) -> None:
     """A(θ) <- a A(θ) + (1 - a) θ with a = min(1 - 1/(step + 1), lam) (MMT's warm-up of Eq. 11).
-    Parameters only; the teacher keeps its own BN statistics (MMT)."""
+    Parameters only by default: a teacher that runs forward in training (collaborative
+    refinement) keeps its own BN statistics (MMT). `buffers=True` averages the floating
+    buffers (BN statistics) the same way, for a teacher that never sees a training batch
+    (one branch, or no collaboration): otherwise it would keep stage 1's statistics."""
     a = min(1.0 - 1.0 / (step + 1), lam)
     for pt, ps in zip(teacher.parameters(), student.parameters(), strict=True):
         pt.mul_(a).add_(ps.detach(), alpha=1.0 - a)
+    if buffers:
+        for bt, bs in zip(teacher.buffers(), student.buffers(), strict=True):
+            if bt.is_floating_point():
+                bt.mul_(a).add_(bs, alpha=1.0 - a)
 
 
 def build_memory(model: ReIDModel, source: Domain, target: Domain, *, size, batch, device, amp,
@@ -346,7 +354,7 @@ def refine_epoch(
         step = step0 + it
         for b, out, r in zip(branches, outs, rows, strict=True):
             b.memory.update(out.embedding.detach().float(), r)
-            ema_update(b.teacher, b.student, ema, step)
+            ema_update(b.teacher, b.student, ema, step, buffers=not use_col)
         terms = {"loss": smcr_loss(loss_joint, loss_col, alpha, beta).item()}
         for b, lj in zip(branches, loss_joint, strict=True):
             terms[f"loss_joint_{b.name}"] = lj.item()
