@@ -19,7 +19,6 @@ import argparse
 import os
 import platform
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,55 +27,24 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import PeakCuda, PeakSampler  # noqa: E402
 from smcr.cluster import PseudoLabeler  # noqa: E402
 from smcr.simulate import reid_like_features  # noqa: E402
 
 import smcr_ext  # noqa: E402
 
 
-class PeakRSS:
+class PeakRSS(PeakSampler):
     """Peak resident memory of this process above a baseline, sampled every 2 ms."""
+
+    interval = 0.002
 
     def __init__(self) -> None:
         self.page = os.sysconf("SC_PAGE_SIZE")
 
-    def rss(self) -> int:
+    def read(self) -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * self.page
-
-    def __enter__(self) -> PeakRSS:
-        self.base = self.rss()
-        self.peak = self.base
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.002)
-
-    def __exit__(self, *exc) -> None:
-        self._stop = True
-        self._t.join()
-        self.peak = max(self.peak, self.rss())
-
-    @property
-    def above(self) -> float:
-        return (self.peak - self.base) / 2**30
-
-
-class PeakCuda:
-    def __enter__(self) -> PeakCuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        self.base = torch.cuda.memory_allocated()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        torch.cuda.synchronize()
-        self.above = (torch.cuda.max_memory_allocated() - self.base) / 2**30
 
 
 def gemm_floor(x: torch.Tensor, block: int = 4096) -> float:

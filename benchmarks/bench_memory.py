@@ -31,12 +31,12 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
+from common import PeakCuda, PeakSampler
 from smcr.losses.reference import hybrid_memory_loss_reference, hybrid_memory_update_reference
 
 import smcr_ext
@@ -51,52 +51,21 @@ class _MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-class PeakHeap:
+class PeakHeap(PeakSampler):
     """Peak bytes allocated on the C heap (glibc mallinfo2: in-use arena + mmapped blocks,
     which is where torch's CPU tensors live) above a baseline, sampled every 0.5 ms by a
     thread. Unlike the resident set size it sees memory that is freed and reused."""
+
+    interval = 0.0005
 
     def __init__(self) -> None:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
         self._mallinfo2 = libc.mallinfo2
 
-    def heap(self) -> int:
+    def read(self) -> int:
         m = self._mallinfo2()
         return m.uordblks + m.hblkhd
-
-    def __enter__(self) -> PeakHeap:
-        self.base = self.peak = self.heap()
-        self._stop = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.peak = max(self.peak, self.heap())
-            time.sleep(0.0005)
-
-    def __exit__(self, *exc) -> None:
-        self._stop = True
-        self._t.join()
-        self.peak = max(self.peak, self.heap())
-
-    @property
-    def above_mib(self) -> float:
-        return (self.peak - self.base) / 2**20
-
-
-class PeakCuda:
-    def __enter__(self) -> PeakCuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        self.base = torch.cuda.memory_allocated()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        torch.cuda.synchronize()
-        self.above_mib = (torch.cuda.max_memory_allocated() - self.base) / 2**20
 
 
 def device_name(device: str) -> str:

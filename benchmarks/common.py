@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import threading
+import time
 
 
 def cpu_name() -> str:
@@ -15,3 +17,66 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+class _Above:
+    base: int = 0
+    peak: int = 0
+
+    @property
+    def above_bytes(self) -> int:
+        return self.peak - self.base
+
+    @property
+    def above(self) -> float:
+        """GiB above the baseline."""
+        return self.above_bytes / 2**30
+
+    @property
+    def above_mib(self) -> float:
+        return self.above_bytes / 2**20
+
+
+class PeakSampler(_Above):
+    """Peak of `read()` (bytes) above its value on entry, sampled by a thread every
+    `interval` seconds; subclasses define `read`."""
+
+    interval = 0.002
+
+    def read(self) -> int:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.base = self.peak = self.read()
+        self._stop = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.peak = max(self.peak, self.read())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        self._t.join()
+        self.peak = max(self.peak, self.read())
+
+
+class PeakCuda(_Above):
+    """Peak CUDA memory allocated by torch above the amount on entry."""
+
+    def __enter__(self):
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.base = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        self.peak = torch.cuda.max_memory_allocated()
