@@ -70,12 +70,14 @@ def extract_features(model: nn.Module, domain: Domain, size: tuple[int, int], ba
     if dist.env().active:
         idx = torch.arange(len(domain))[dist.shard(len(domain))]
         part = domain.subset(idx)
-    out = [torch.zeros(0, model.embedding_dim, device=device)]
+    out = []
     with _autocast(device, amp):
         for x in eval_batches(part, size, batch, device):
             out.append(model(x).float())
     model.train(was)
-    return F.normalize(dist.gather_rows(torch.cat(out)), dim=1)
+    # a rank whose shard is empty still takes part in the gather
+    mine = torch.cat(out) if out else torch.zeros(0, model.embedding_dim, device=device)
+    return F.normalize(dist.gather_rows(mine), dim=1)
 
 
 def fused_features(f1: torch.Tensor, f2: torch.Tensor, alpha: float) -> torch.Tensor:
