@@ -36,6 +36,7 @@ def _fmt(m: dict[str, float]) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     import torch
 
+    from .fileio import atomic_write_text
     from .training.api import train
     from .training.cli import resolve_config
 
@@ -76,12 +77,10 @@ def run_demo(args: argparse.Namespace) -> int:
     ]
     table = "\n".join(lines)
     print(table)
-    tmp = out / "table.md.tmp"
-    tmp.write_text(table + "\n")
-    tmp.replace(out / "table.md")
+    atomic_write_text(out / "table.md", table + "\n")
     summary = {"direct_transfer": direct, "direct_transfer_synthetic": direct_syn} | {
         label: m for label, m, _ in results}
-    (out / "table.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "table.json", json.dumps(summary, indent=2))
     print(f"wrote {out / 'table.md'}")
     return 0
 

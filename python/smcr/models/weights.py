@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..fileio import atomic_save
 from .reid import ModelConfig, ReIDModel, build_model
 from .resnet import ResNet
 
@@ -184,11 +185,7 @@ def save_checkpoint(model: ReIDModel, path: str | os.PathLike, **extra: Any) -> 
         "state_dict": model.state_dict(),
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")  # never a half-written checkpoint
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_save(obj, path)  # never a half-written checkpoint
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ReIDModel:

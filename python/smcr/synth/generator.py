@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..fileio import atomic_write_bytes, open_partial, publish_partial
 from .labeler import SUBSET_DIRS, image_name, write_manifest
 from .person import PersonModel, make_twin, sample_person
 from .presets import SynthPreset, get_preset
@@ -434,10 +435,7 @@ def _run_chunk(chunk: int) -> int:
         data = encode_image(
             res.image, world.preset.image_format, world.locations[job.cam - 1].style.jpeg_quality
         )
-        dst = root / row["path"]
-        tmp = dst.with_name("." + dst.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(dst)
+        atomic_write_bytes(root / row["path"], data, sync=False)
         rows.append(row)
     write_manifest(rows, _chunk_label_path(root, chunk))
     return len(rows)
@@ -517,20 +515,14 @@ def generate(
         )
     if out.exists() and not out.is_dir():
         raise SynthError(f"{out} exists and is not a folder")
-    partial = out.with_name(out.name + ".partial")
     fingerprint = _plan_fingerprint(world)
-    if partial.exists():
-        plan_file = partial / "plan.json"
-        same = plan_file.is_file() and json.loads(plan_file.read_text()) == fingerprint
-        if resume and not same:
-            raise SynthError(
-                f"{partial} holds an unfinished run of a different plan (preset, seed or num_ids);"
-                f" delete it or pass resume=False (--no-resume) to start afresh"
-            )
-        if not resume:
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "plan.json").write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+    partial = open_partial(
+        out, fingerprint, resume=resume, plan_name="plan.json",
+        mismatch=lambda p: SynthError(
+            f"{p} holds an unfinished run of a different plan (preset, seed or num_ids);"
+            f" delete it or pass resume=False (--no-resume) to start afresh"
+        ),
+    )
     (partial / "labels").mkdir(exist_ok=True)
     for d in SUBSET_DIRS.values():
         (partial / d).mkdir(exist_ok=True)
@@ -597,15 +589,7 @@ def generate(
     (partial / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     shutil.rmtree(partial / "labels")
     (partial / "plan.json").unlink()
-    if out.exists():
-        trash = out.with_name(out.name + ".old")
-        if trash.exists():
-            shutil.rmtree(trash)
-        out.rename(trash)
-        partial.rename(out)
-        shutil.rmtree(trash)
-    else:
-        partial.rename(out)
+    publish_partial(partial, out)
     return out
 
 

@@ -13,8 +13,11 @@ Note: cameras >= 10 are written with two digits (``c12s3``); read such names wit
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
+
+from ..fileio import atomic_write_text
 
 SUBSET_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 NAME_RE = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_(\d+)\.(jpg|png)$")
@@ -102,14 +105,12 @@ def format_row(row: dict) -> dict:
 
 def write_manifest(rows: list[dict], path: Path) -> None:
     """Write ``rows`` (dicts with MANIFEST_COLUMNS) as CSV at ``path`` (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow(format_row(r))
-    tmp.replace(path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(format_row(r))
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_manifest(path: str | Path, check_files: bool = True) -> list[dict]:

@@ -29,11 +29,12 @@ import yaml
 
 from ..cluster import PseudoLabeler
 from ..config import TrainConfig, config_to_dict, load_config
+from ..fileio import atomic_save
 from ..models import ModelConfig, build_model
 from ..models.group_bn import convert_group_bn
 from . import dist, engine
 from .domains import Domain, align_to, load_split
-from .rundir import NullRunDir, RunDir, atomic_torch_save
+from .rundir import NullRunDir, RunDir
 
 log = logging.getLogger("smcr.train")
 
@@ -310,7 +311,7 @@ def _train(cfg: TrainConfig, dist_device, progress: bool, callback) -> TrainResu
             "rng_torch": torch.get_rng_state(),
         }
         if main:
-            atomic_torch_save(checkpoint, ckpt_path)
+            atomic_save(checkpoint, ckpt_path)
             if callback is not None:
                 callback("checkpoint", {"epoch": epoch + 1, "path": str(ckpt_path)})
         if callback is not None:  # every rank: the live networks, for custom logging
@@ -379,7 +380,7 @@ def _stage1(cfg: TrainConfig, roots: dict[str, Path], src: Domain, size, device,
         progress=bar)
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("classifier.")}
     if dist.is_main():
-        atomic_torch_save(sd, path)
+        atomic_save(sd, path)
     dist.barrier()
     return sd
 

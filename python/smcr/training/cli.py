@@ -79,9 +79,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    import torch
-
     from ..extract import extract
+    from ..fileio import atomic_save
 
     try:
         res = extract(args.checkpoint, args.images, batch_size=args.batch_size, device=args.device,
@@ -90,10 +89,7 @@ def run_extract(args: argparse.Namespace) -> int:
         print(f"smcr extract: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"names": res.names, "features": res.features.cpu()}, tmp)
-    tmp.replace(out)
+    atomic_save({"names": res.names, "features": res.features.cpu()}, out)
     print(json.dumps({"images": len(res), "dim": int(res.features.shape[1]), "out": str(out)}))
     return 0
 

@@ -4,37 +4,31 @@ tensorboard is installed), plots and report.md. Every file is written atomically
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-__all__ = ["NullRunDir", "RunDir", "atomic_torch_save", "atomic_write_text"]
+from ..fileio import atomic_write_bytes, atomic_write_text
+
+__all__ = ["NullRunDir", "RunDir"]
 
 log = logging.getLogger("smcr.train")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _save_png(fig: Any, path: Path) -> None:
+    """Render a matplotlib figure to PNG and write it atomically; closes the figure."""
+    import matplotlib.pyplot as plt
 
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 class RunDir:
@@ -114,8 +108,7 @@ class RunDir:
             ax.legend(fontsize=7)
             fig.tight_layout()
             p = self.dir / "map.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
+            _save_png(fig, p)
             out.append(p)
         if clusters:
             fig, ax = plt.subplots(figsize=(6, 4))
@@ -128,8 +121,7 @@ class RunDir:
             ax.legend(fontsize=7)
             fig.tight_layout()
             p = self.dir / "clusters.png"
-            fig.savefig(p, dpi=120)
-            plt.close(fig)
+            _save_png(fig, p)
             out.append(p)
         return out
 

@@ -36,9 +36,15 @@ from PIL import Image
 
 from smcr.data import detect_format, load_image, read_dataset, resize
 from smcr.data.readers import IMAGE_EXTENSIONS, SUBSETS
+from smcr.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    open_partial,
+    publish_partial,
+    sha256_json,
+)
 
 from .config import TranslateError
-from .files import atomic_write_bytes, atomic_write_text, sha256_json
 from .trainer import Translator
 
 __all__ = ["list_dataset_files", "translate_dataset"]
@@ -237,19 +243,13 @@ def translate_dataset(
             raise FileExistsError(
                 f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
             )
-    partial = out.with_name(out.name + ".partial")
-    plan_file = partial / ".plan.json"
-    if partial.exists():
-        same = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
-        if resume and not same:
-            raise TranslateError(
-                f"{partial} holds an unfinished translation of another plan (translator, "
-                f"dataset or settings); delete it or pass resume=False (--no-resume)"
-            )
-        if not resume:
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(plan_file, json.dumps(plan, indent=1, sort_keys=True))
+    partial = open_partial(
+        out, plan, resume=resume, plan_name=".plan.json",
+        mismatch=lambda p: TranslateError(
+            f"{p} holds an unfinished translation of another plan (translator, dataset or "
+            f"settings); delete it or pass resume=False (--no-resume)"
+        ),
+    )
 
     keep = set(subsets)
     todo, copied = [], 0
@@ -294,22 +294,12 @@ def translate_dataset(
     atomic_write_text(
         partial / "translation.json", json.dumps(info, indent=1, sort_keys=True) + "\n"
     )
-    plan_file.unlink()
-    for stale in partial.rglob(".*.tmp"):  # temporaries of a run killed mid-write
-        stale.unlink()
+    (partial / ".plan.json").unlink()
     check = partial / src_root.name if src_root.is_file() else partial
     try:  # the result must open like its source
         read_dataset(check, "market-style" if kind in ("market1501", "dukemtmc") else kind)
     except ValueError as e:
         raise TranslateError(f"translated dataset {partial} does not open: {e}") from e
-    if out.exists():
-        trash = out.with_name(out.name + ".old")
-        if trash.exists():
-            shutil.rmtree(trash)
-        out.rename(trash)
-        partial.rename(out)
-        shutil.rmtree(trash)
-    else:
-        partial.rename(out)
+    publish_partial(partial, out)
     say(f"translate apply: wrote {out} ({len(todo)} images in {time.perf_counter() - t0:.1f} s)")
     return out

@@ -27,10 +27,11 @@ from torch import nn
 
 from smcr.data.readers import SUBSETS
 
+from ..fileio import sha256_json
 from .apply import list_dataset_files, translate_dataset
 from .config import TranslateConfig, TranslateError
 from .data import samples_fingerprint, train_samples
-from .files import module_fingerprint, sha256_json
+from .files import module_fingerprint
 from .trainer import Translator, run_key, train_translator
 
 __all__ = ["CachedTranslation", "translate_domain"]

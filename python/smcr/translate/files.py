@@ -1,73 +1,20 @@
-"""Atomic file writes, fingerprints and the sample-grid PNG."""
+"""Fingerprints and the sample-grid PNG of the translator."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = [
-    "atomic_save",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "module_fingerprint",
-    "save_grid",
-    "sha256_json",
-]
+from ..fileio import atomic_write_bytes
 
-
-def _tmp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename over `path`."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """`atomic_write_bytes` of UTF-8 text."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """`torch.save` to a temporary file, then rename (a reader never sees half a file)."""
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def sha256_json(obj: Any) -> str:
-    """SHA-256 of the canonical JSON of `obj` (sorted keys, no spaces)."""
-    return hashlib.sha256(
-        json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+__all__ = ["module_fingerprint", "save_grid"]
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:

@@ -43,6 +43,7 @@ from torch import nn
 
 from smcr.data import ReidDataset
 
+from ..fileio import atomic_save, atomic_write_text, sha256_json
 from .classifier import build_classifier, classifier_param_groups, pretrain_classifier
 from .config import TranslateConfig, TranslateError
 from .data import (
@@ -54,7 +55,7 @@ from .data import (
     to_uint8,
     train_samples,
 )
-from .files import atomic_save, atomic_write_text, module_fingerprint, save_grid, sha256_json
+from .files import module_fingerprint, save_grid
 from .losses import (
     ide_cross_entropy,
     l1_loss,
