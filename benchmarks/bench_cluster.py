@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import PeakCuda, PeakSampler  # noqa: E402
+from common import PeakCuda, PeakSampler, device_name, upsert  # noqa: E402
 from smcr.cluster import PseudoLabeler  # noqa: E402
 from smcr.simulate import reid_like_features  # noqa: E402
 
@@ -156,23 +155,6 @@ def run_one(n: int, args) -> list[str]:
     return lines
 
 
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
-
-
-def upsert(path: Path, key: str, body: str) -> None:
-    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from common import PeakCuda, PeakSampler
+from common import PeakCuda, PeakSampler, device_name, upsert
 from smcr.losses.reference import hybrid_memory_loss_reference, hybrid_memory_update_reference
 
 import smcr_ext
@@ -67,12 +66,6 @@ class PeakHeap(PeakSampler):
         m = self._mallinfo2()
         return m.uordblks + m.hblkhd
 
-
-def device_name(device: str) -> str:
-    if device == "cuda":
-        return torch.cuda.get_device_name()
-    return (f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} torch threads)")
 
 
 def make_memory(n_t: int, c_s: int, d: int, labels: str, clustered: float, device: str,
@@ -222,18 +215,6 @@ def run_size(n_t: int, args) -> list[str]:
     ]
     return lines
 
-
-def upsert(path: Path, key: str, body: str) -> None:
-    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from common import cpu_name  # noqa: E402
+from common import device_name  # noqa: E402
 from smcr.data import (  # noqa: E402
     EvalTransform,
     RandomMultipleGallerySampler,
@@ -59,12 +59,6 @@ from smcr.translate import (  # noqa: E402
 )
 from smcr.translate.data import load_images  # noqa: E402
 from smcr.translate.toy import colour_stats  # noqa: E402
-
-
-def device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"{cpu_name()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads)"
 
 
 def _size(text: str) -> tuple[int, int]:

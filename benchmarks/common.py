@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import threading
 import time
+from pathlib import Path
 
 
 def cpu_name() -> str:
@@ -17,6 +19,31 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def device_name(device) -> str:
+    """The card's name for a CUDA device, else the CPU's model, cores and torch threads."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def upsert(path: Path, key: str, body: str) -> None:
+    """Put `body` between the `<!-- key: start/end -->` markers of a results file (appended
+    when the markers are not there yet), written atomically."""
+    from smcr.fileio import atomic_write_text
+
+    start, end = f"<!-- {key}: start -->", f"<!-- {key}: end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    atomic_write_text(path, text)
 
 
 class _Above:
