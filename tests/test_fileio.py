@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import stat
 
 import pytest
 import torch
-
+from smcr import fileio
 from smcr.fileio import (
     atomic_save,
     atomic_write_bytes,
@@ -26,6 +29,21 @@ def test_atomic_write_replaces_and_creates_parents(tmp_path):
     atomic_write_bytes(p, b"two", sync=False)
     assert p.read_bytes() == b"two"
     assert sorted(x.name for x in p.parent.iterdir()) == ["f.txt"]  # no temporaries left
+
+
+def test_written_files_get_the_usual_mode_or_keep_their_own(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        importlib.reload(fileio)  # the default mode is read from the umask at import
+        p = tmp_path / "manifest.csv"
+        fileio.atomic_write_text(p, "a")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644  # not mkstemp's 0600
+        p.chmod(0o640)
+        fileio.atomic_save({"x": 1}, p)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640
+    finally:
+        os.umask(mask)
+        importlib.reload(fileio)
 
 
 def test_failed_save_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -34,9 +34,24 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; a written file gets the mode a plain open() would give it (or keeps
+# the mode of the file it replaces), so datasets and checkpoints stay readable by others
+_NEW_FILE_MODE = 0o666 & ~_umask()
+
+
 def _tmp_path(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        mode = path.stat().st_mode & 0o7777 if path.is_file() else _NEW_FILE_MODE
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
     return Path(tmp)
 
 
