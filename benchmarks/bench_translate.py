@@ -210,9 +210,9 @@ def accuracy_experiment(args, dev) -> None:
         print("\n## raw source images", flush=True)
         baseline = run_models("raw", load_split(src.train, size), evals, size, args, dev, results)
 
-        variants = [("eSPGAN", {})]
+        variants = [("eSPGAN-residual" if args.residual else "eSPGAN", {"residual": args.residual})]
         if args.ablation:
-            variants.append(("CycleGAN+idt", {"mu3": 0.0}))
+            variants.append(("CycleGAN+idt", {"mu3": 0.0, "residual": args.residual}))
         tr_info = {}
         for vname, over in variants:
             cfg = TranslateConfig(
@@ -394,6 +394,11 @@ def main() -> None:
     ap.add_argument("--ndf", type=int, default=64)
     ap.add_argument("--gan-batch", type=int, default=8, help="translator images per domain per step")
     ap.add_argument("--res-blocks", type=int, default=2)
+    ap.add_argument(
+        "--residual",
+        action="store_true",
+        help="generators that predict a change to their input (TranslateConfig.residual)",
+    )
     ap.add_argument(
         "--ablation", action="store_true", help="also a translator without L_c (mu3 = 0)"
     )

@@ -27,6 +27,31 @@ def test_generator_keeps_shape_and_range(size, blocks):
     assert all(not m.affine for m in g.modules() if isinstance(m, torch.nn.InstanceNorm2d))
 
 
+def test_residual_generator_is_the_identity_when_its_change_is_zero():
+    g = ResnetGenerator(ngf=8, n_res_blocks=1, residual=True)
+    last = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    x = torch.rand(2, 3, 32, 16) * 1.99 - 0.995
+    torch.testing.assert_close(g(x), x, atol=1e-5, rtol=0)
+    # a non-zero change moves the output, which stays in [-1, 1] and has a gradient
+    torch.nn.init.normal_(last.weight, std=1.0)
+    x = (torch.rand(2, 3, 32, 16) * 2 - 1).requires_grad_()
+    y = g(x)
+    assert (y - x).abs().max() > 0.1 and y.abs().max() <= 1.0
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_residual_is_a_config_switch():
+    g_ab, _ = build_generators(TranslateConfig(ngf=8, n_res_blocks=1, residual=True))
+    assert g_ab.residual
+    assert not build_generators(TranslateConfig(ngf=8, n_res_blocks=1))[0].residual
+    assert TranslateConfig.from_dict({"ngf": 8}).residual is False  # configs from before it
+    with pytest.raises(TranslateError, match="residual"):
+        TranslateConfig(residual=1)
+
+
 def test_generator_rejects_sizes_not_divisible_by_4():
     with pytest.raises(ValueError, match="divisible by 4"):
         ResnetGenerator(ngf=4, n_res_blocks=1)(torch.zeros(1, 3, 30, 16))

@@ -47,6 +47,8 @@ def _build_config(args: argparse.Namespace):
             overrides[name] = v
     if args.siamese:
         overrides["siamese"] = True
+    if args.residual:
+        overrides["residual"] = True
     if args.no_ide:
         overrides["mu3"] = 0.0
     if args.config:
@@ -176,6 +178,12 @@ def add_translate_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--ide-pretrain-epochs", type=int)
     t.add_argument("--siamese", action="store_true", help="add SPGAN's contrastive loss")
+    t.add_argument(
+        "--residual",
+        action="store_true",
+        help="generators that predict a change to their input (start near the identity; for "
+        "short CPU schedules)",
+    )
     t.add_argument(
         "--no-ide",
         action="store_true",

@@ -50,6 +50,10 @@ class TranslateConfig:
         ngf, ndf: filters of the generators' first layer / discriminators' first layer.
         n_res_blocks: residual blocks of each generator (9 in SPGAN).
         d_layers: stride-2 layers of the PatchGAN discriminator (3 = the 70x70 PatchGAN).
+        residual: generators that predict a change to their input (y = tanh(atanh(x) +
+            r(x)); see ResnetGenerator) and so start near the identity mapping. Not in the
+            published SPGAN / eSPGAN (False); for short CPU schedules, where a CycleGAN
+            generator has not yet learnt to redraw the person after a few hundred steps.
     Loss
         mu1, mu2, mu3: weights of L_cyc, L_ide (identity mapping) and L_c (re-ID CE).
         siamese, siamese_weight, siamese_margin, siamese_start_epoch: SPGAN's contrastive
@@ -86,6 +90,7 @@ class TranslateConfig:
     ndf: int = 64
     n_res_blocks: int = 3
     d_layers: int = 3
+    residual: bool = False
     mu1: float = 10.0
     mu2: float = 5.0
     mu3: float = 5.0
@@ -170,7 +175,7 @@ class TranslateConfig:
                 raise TranslateError(f"{name} must be in [0, 1), got {v!r}")
         if not _is_num(self.load_scale) or not 1.0 <= self.load_scale <= 2.0:
             raise TranslateError(f"load_scale must be in [1, 2], got {self.load_scale!r}")
-        for name in ("flip", "siamese", "ide_joint"):
+        for name in ("flip", "residual", "siamese", "ide_joint"):
             if not isinstance(getattr(self, name), bool):
                 raise TranslateError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not _is_int(self.seed):

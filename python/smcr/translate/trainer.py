@@ -92,8 +92,8 @@ class TrainResult:
 def build_generators(config: TranslateConfig) -> tuple[ResnetGenerator, ResnetGenerator]:
     """(G_AB, G_BA) of the configured size, CycleGAN-initialised from config.seed."""
     g = torch.Generator().manual_seed(config.seed)
-    g_ab = ResnetGenerator(config.ngf, config.n_res_blocks)
-    g_ba = ResnetGenerator(config.ngf, config.n_res_blocks)
+    g_ab = ResnetGenerator(config.ngf, config.n_res_blocks, residual=config.residual)
+    g_ba = ResnetGenerator(config.ngf, config.n_res_blocks, residual=config.residual)
     init_weights(g_ab, generator=g)
     init_weights(g_ba, generator=g)
     return g_ab, g_ba
