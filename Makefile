@@ -8,7 +8,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_ARCHS ?= 80 90
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv install test pytest ctest nvcc-check lint bench demo clean
+.PHONY: venv install test pytest ctest nvcc-check cuda-glue-check lint bench demo clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -44,10 +44,24 @@ nvcc-check:
 	  $(NVCC) -std=c++17 -O3 --expt-relaxed-constexpr $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
 	    -c {} -o build/nvcc-check/$$(basename {} .cu).o'
 
+# The CUDA torch glue (csrc/torch/*_cuda.cpp) is only compiled by CUDA builds of the
+# extension; CI has no CUDA torch, so it checks the glue's C++ against the CPU wheel's torch
+# headers, nvcc's CUDA headers and stubs of the CUDA math libraries' handle types
+# (.ci/cuda_stubs): a glue change that does not compile fails CI here, not on a GPU machine.
+cuda-glue-check: install
+	@if [ -z "$(NVCC)" ]; then echo "cuda-glue-check: nvcc not found, skipping"; exit 0; fi; \
+	CUDA_INC=$$($(NVCC) --dryrun -c -x cu /dev/null -o /dev/null 2>&1 | sed -n 's/.*INCLUDES="-I\([^"]*\)".*/\1/p' | head -1); \
+	TORCH_INC=$$($(PY) -c 'import torch.utils.cpp_extension as c; print(" ".join("-I" + p for p in c.include_paths()))'); \
+	PY_INC=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+	ls csrc/torch/*_cuda.cpp | xargs -P $(NPROC) -I{} sh -c "echo 'c++ -fsyntax-only {}'; \
+	  $${CXX:-c++} -std=c++20 -fsyntax-only -Wall -DSMCR_WITH_CUDA -DSMCR_CUDA_VERSION='\"ci\"' \
+	    -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C -I.ci/cuda_stubs $$TORCH_INC \
+	    -I$$CUDA_INC -I$$PY_INC {}"
+
 lint: install
 	$(VENV)/bin/ruff check python smcr_ext tests benchmarks
 
-test: pytest ctest nvcc-check
+test: pytest ctest nvcc-check cuda-glue-check
 
 bench: install
 	$(PY) benchmarks/bench_cluster.py

@@ -21,6 +21,7 @@ The label index (rows grouped by label) is built once per relabelling, outside t
     python benchmarks/bench_memory.py                                  # CPU, all sizes
     python benchmarks/bench_memory.py --sizes 12936 --batch 64 --labels instances
     python benchmarks/bench_memory.py --device cuda --results benchmarks/RESULTS.md
+    python benchmarks/bench_memory.py --overhead          # fixed cost per call (host side)
 """
 
 from __future__ import annotations
@@ -216,6 +217,82 @@ def run_size(n_t: int, args) -> list[str]:
     return lines
 
 
+def run_overhead(args) -> list[str]:
+    """The fixed cost of one call at a tiny size (M = 64 rows, d = 64, B = 64), where the
+    arithmetic is negligible: what every training step pays on the host before the device
+    has anything to do (on a GPU, time the device waits for when it exceeds the kernels')."""
+    dev = args.device
+    c_s, n_t, d, b = 16, 48, 64, 64
+    memory, row_labels = make_memory(n_t, c_s, d, "clustered", 0.75, dev, args.seed)
+    index = smcr_ext.label_index(row_labels)
+    f0, rows = make_batch(b, c_s, n_t, d, dev, args.seed)
+    targets = index.row_labels[rows]
+    teacher = f0.flip(0).contiguous()
+    labels = targets.clone()
+
+    def loss_fwd(validate):
+        smcr_ext.hybrid_memory_loss(f0, memory, index, targets, validate=validate)
+
+    def loss_fwd_bwd(validate):
+        f = f0.clone().requires_grad_()
+        smcr_ext.hybrid_memory_loss(f, memory, index, targets, validate=validate).loss.backward()
+
+    def update(validate):
+        smcr_ext.hybrid_memory_update_(memory, rows, f0, validate=validate)
+
+    def triplet_fwd_bwd():
+        f = f0.clone().requires_grad_()
+        smcr_ext.soft_triplet(f, teacher, labels).loss.backward()
+
+    def autograd_floor():
+        f = f0.clone().requires_grad_()
+        (f @ memory.t()).sum().backward()
+
+    def plain_fwd_bwd():
+        f = f0.clone().requires_grad_()
+        hybrid_memory_loss_reference(f, memory, row_labels, targets)[0].backward()
+
+    variants = {
+        "hybrid_memory_loss, forward": partial(loss_fwd, True),
+        "hybrid_memory_loss, forward + backward": partial(loss_fwd_bwd, True),
+        "hybrid_memory_loss, forward + backward, validate=False": partial(loss_fwd_bwd, False),
+        "hybrid_memory_update_": partial(update, True),
+        "hybrid_memory_update_, validate=False": partial(update, False),
+        "soft_triplet, forward + backward": triplet_fwd_bwd,
+        "floor: (F @ M^T).sum() forward + backward (two autograd ops)": autograd_floor,
+        "plain PyTorch loss (SpCL's), forward + backward": plain_fwd_bwd,
+    }
+    calls, rounds = 50, args.overhead_rounds
+    per_call = {name: [] for name in variants}
+    for r in range(rounds + 2):  # two warm-up rounds
+        for name, fn in variants.items():
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            if dev == "cuda":
+                torch.cuda.synchronize()
+            if r >= 2:
+                per_call[name].append((time.perf_counter() - t0) / calls * 1e6)
+    load = os.getloadavg()[0]
+    lines = [
+        f"### Fixed cost per call: M = {c_s + n_t} rows, d = {d}, B = {b}, {device_name(dev)}",
+        "",
+        "| call | µs per call (median) |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {statistics.median(v):.0f} |" for name, v in per_call.items()]
+    lines += [
+        "",
+        f"- wall time of {calls} calls in a row{' (synchronised at both ends)' if dev == 'cuda' else ''}, "
+        f"median of {rounds} rounds, the variants interleaved round by round; torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; 1-minute load average at the "
+        f"end: {load:.1f} on {os.cpu_count()} cores",
+        "",
+    ]
+    return lines
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
@@ -235,6 +312,9 @@ def main() -> None:
     p.add_argument("--no-validate", action="store_true",
                    help="ours without the value checks (saves their host sync on CUDA)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 float32 products on CUDA")
+    p.add_argument("--overhead", action="store_true",
+                   help="measure the fixed cost per call at a tiny size instead (host overhead)")
+    p.add_argument("--overhead-rounds", type=int, default=40)
     p.add_argument("--results", type=Path, default=None,
                    help="write the tables into this markdown file (between markers)")
     args = p.parse_args()
@@ -246,6 +326,12 @@ def main() -> None:
     args.steps = args.steps if args.steps is not None else (20 if args.device == "cuda" else 5)
     cmd = "python benchmarks/bench_memory.py " + " ".join(sys.argv[1:])
     out = [f"Command: `{cmd}`", ""]
+    if args.overhead:
+        lines = run_overhead(args)
+        print("\n".join(lines), flush=True)
+        if args.results is not None:
+            upsert(args.results, f"bench_memory {args.device} overhead", "\n".join(out + lines))
+        return
     for n_t in args.sizes:
         lines = run_size(n_t, args)
         print("\n".join(lines), flush=True)

@@ -172,6 +172,15 @@ def _raise_nonfinite(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite; rows {rows} hold NaN or Inf")
 
 
+def _first_invalid(x: torch.Tensor, y: torch.Tensor | None = None,
+                   index: torch.Tensor | None = None, bound: int = 0,
+                   counts: torch.Tensor | None = None) -> list[int]:
+    """Every value check of a call in one op (csrc/kernels/validate.h) and one read of its
+    4-int result (the only host synchronisation on CUDA): the first non-finite row of x and
+    of y, the first index outside [0, bound), the first index whose count is 0; -1 = none."""
+    return _ops._first_invalid(x, y, index, bound, counts).tolist()
+
+
 # --------------------------------------------------------------------------- label index
 
 
@@ -287,23 +296,22 @@ def hybrid_memory_loss(
         block_size = _default_block(mem)
     elif isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
         raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
-    # Value checks, one host synchronisation.
+    # Value checks: one op, one host synchronisation.
     num_labels = index.num_labels
-    in_range = (tgt >= 0) & (tgt < num_labels)
-    present = index.counts[tgt.clamp(0, num_labels - 1)] > 0
-    if validate and not bool(torch.isfinite(f).all() & (in_range & present).all()):
-        _raise_nonfinite(f, "features")
-        bad = _first_bad(~in_range)
-        if bad:
+    if validate:
+        bad_row, _, out_of_range, absent = _first_invalid(f, None, tgt, num_labels, index.counts)
+        if bad_row >= 0:
+            _raise_nonfinite(f, "features")
+        if out_of_range >= 0:
             raise ValueError(
-                f"targets must be labels in [0, {num_labels}); targets[{bad[0]}] = "
-                f"{int(tgt[bad[0]])}"
+                f"targets must be labels in [0, {num_labels}); targets[{out_of_range}] = "
+                f"{int(tgt[out_of_range])}"
             )
-        bad = _first_bad(~present)
-        raise ValueError(
-            f"targets must be labels carried by at least one memory row; targets[{bad[0]}] = "
-            f"{int(tgt[bad[0]])} has no row"
-        )
+        if absent >= 0:
+            raise ValueError(
+                f"targets must be labels carried by at least one memory row; "
+                f"targets[{absent}] = {int(tgt[absent])} has no row"
+            )
     compute_grad = torch.is_grad_enabled() and f.requires_grad
     loss, per_sample, _ = _ops.hybrid_memory_loss(
         f, mem.detach(), index.label_ptr, index.label_rows, tgt, temperature, eps,
@@ -339,12 +347,15 @@ def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
     _check_pair(f, mem)
     r = _check_index_vector(rows, "rows", f.shape[0], mem.device, "B")
     momentum = _check_real(momentum, "momentum", low=0.0, high=1.0)
-    if validate and not bool(torch.isfinite(f).all() & ((r >= 0) & (r < mem.shape[0])).all()):
-        _raise_nonfinite(f, "features")
-        bad = _first_bad((r < 0) | (r >= mem.shape[0]))
-        raise ValueError(
-            f"rows must be in [0, M = {mem.shape[0]}); rows[{bad[0]}] = {int(r[bad[0]])}"
-        )
+    if validate:
+        bad_row, _, out_of_range, _ = _first_invalid(f, None, r, mem.shape[0])
+        if bad_row >= 0:
+            _raise_nonfinite(f, "features")
+        if out_of_range >= 0:
+            raise ValueError(
+                f"rows must be in [0, M = {mem.shape[0]}); rows[{out_of_range}] = "
+                f"{int(r[out_of_range])}"
+            )
     with torch.no_grad():
         _ops.hybrid_memory_update_(memory, r, f.detach(), momentum)
 
@@ -408,12 +419,12 @@ def soft_triplet(
         t = t.detach()
     m = 0.0 if margin is None else _check_real(margin, "margin", low=0.0, high=1.0)
     lab = _check_index_vector(labels, "labels", x.shape[0], x.device, "B")
-    ok = torch.isfinite(x).all()
-    if t is not None:
-        ok = ok & torch.isfinite(t).all()
-    if validate and not bool(ok):
-        _raise_nonfinite(x, "student")
-        _raise_nonfinite(t, "teacher")
+    if validate:
+        bad_student, bad_teacher, _, _ = _first_invalid(x, t)
+        if bad_student >= 0:
+            _raise_nonfinite(x, "student")
+        if bad_teacher >= 0:
+            _raise_nonfinite(t, "teacher")
     loss, per, pos, neg, dap, dan, _ = _ops.soft_triplet(x, t, lab, m)
     return SoftTripletOutput(loss, per, pos, neg, dap, dan)
 
@@ -474,6 +485,11 @@ def _hm_update_fake(memory, rows, features, momentum):
     return None
 
 
+@torch.library.register_fake("smcr::_first_invalid")
+def _first_invalid_fake(x, y, index, bound, counts):
+    return x.new_empty((4,), dtype=torch.int64)
+
+
 @torch.library.register_fake("smcr::soft_triplet")
 def _triplet_fake(student, teacher, labels, margin):
     acc = _acc(student.dtype)
@@ -491,56 +507,7 @@ def _triplet_backward_fake(grad_loss, grad_per_anchor, student, pos_index, neg_i
 
 
 # --------------------------------------------------------------------------- autograd
-
-
-def _hm_setup_context(ctx, inputs, output):
-    features, _memory, _ptr, _rows, _targets, _temp, _eps, _block, compute_grad = inputs
-    ctx.compute_grad = compute_grad
-    ctx.features_dtype = features.dtype
-    ctx.save_for_backward(output[2])
-    ctx.mark_non_differentiable(output[2])
-
-
-def _hm_backward(ctx, grad_loss, grad_per_sample, _grad_cache):
-    (cache,) = ctx.saved_tensors
-    if not ctx.compute_grad:
-        raise RuntimeError(
-            "smcr::hybrid_memory_loss was run with compute_grad=False, so it kept no gradient; "
-            "call smcr_ext.hybrid_memory_loss with features that require grad"
-        )
-    if grad_loss is None:
-        grad_loss = cache.new_zeros(())
-    if grad_per_sample is None:
-        grad_per_sample = cache.new_zeros((cache.shape[0],))
-    grad_features = _hybrid_memory_loss_backward(grad_loss, grad_per_sample, cache,
-                                                 ctx.features_dtype)
-    return grad_features, None, None, None, None, None, None, None, None
-
-
-torch.library.register_autograd(
-    "smcr::hybrid_memory_loss", _hm_backward, setup_context=_hm_setup_context
-)
-
-
-def _triplet_setup_context(ctx, inputs, output):
-    student, _teacher, _labels, _margin = inputs
-    _loss, _per, pos, neg, dap, dan, coef = output
-    ctx.student_dtype = student.dtype
-    ctx.save_for_backward(student, pos, neg, dap, dan, coef)
-    ctx.mark_non_differentiable(pos, neg, dap, dan, coef)
-
-
-def _triplet_backward(ctx, grad_loss, grad_per_anchor, *_unused):
-    student, pos, neg, dap, dan, coef = ctx.saved_tensors
-    if grad_loss is None:
-        grad_loss = coef.new_zeros(())
-    if grad_per_anchor is None:
-        grad_per_anchor = coef.new_zeros((coef.shape[0],))
-    grad_student = _soft_triplet_backward(grad_loss, grad_per_anchor, student, pos, neg, dap,
-                                          dan, coef, ctx.student_dtype)
-    return grad_student, None, None, None
-
-
-torch.library.register_autograd(
-    "smcr::soft_triplet", _triplet_backward, setup_context=_triplet_setup_context
-)
+# hybrid_memory_loss and soft_triplet have their autograd in C++ (csrc/torch/autograd.cpp,
+# a kernel at the Autograd key for every backend): each backward is one call of
+# _hybrid_memory_loss_backward / _soft_triplet_backward on what the forward kept, with no
+# Python in the step.

@@ -350,3 +350,23 @@ def test_64bit_offsets_bf16_memory():
     expect = F.normalize(0.2 * mem[rows].float() + 0.8 * f[:3], dim=1)
     smcr_ext.hybrid_memory_update_(mem, rows, f[:3], 0.2)
     assert (mem[rows].float() - expect).abs().max().item() <= 8e-3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_first_invalid_cuda_matches_cpu(dtype):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(700, 300, generator=g).to(dtype)
+    y = torch.randn(700, 300, generator=g).to(dtype)
+    x[650, 299] = float("inf")
+    x[411, 3] = float("nan")
+    y[12, 100] = -float("inf")
+    index = torch.randint(-2, 60, (5000,), generator=g)
+    counts = torch.randint(0, 2, (50,), generator=g)
+    for args in [(x, None, None, 0, None), (x[:400], y, index, 50, counts),
+                 (x[:10], None, index.clamp(0, 49), 50, counts.clamp(min=1))]:
+        cpu = torch.ops.smcr._first_invalid(*args).tolist()
+        dev = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+        out = torch.ops.smcr._first_invalid(*dev)
+        assert out.device.type == "cuda" and out.tolist() == cpu
+    torch.library.opcheck(torch.ops.smcr._first_invalid.default,
+                          (x.to(DEV), None, index.to(DEV), 60, None))

@@ -306,7 +306,11 @@ def test_mutating_ops_change_only_declared_tensor():
 
 
 class _NoKernel:
+    """Stands in for torch.ops.smcr: only the value-check op may run."""
+
     def __getattr__(self, name):
+        if name == "_first_invalid":
+            return torch.ops.smcr._first_invalid
         raise AssertionError(f"kernel {name} ran before validation finished")
 
 

@@ -144,3 +144,33 @@ def test_label_index_is_cached_until_relabel():
     assert memory.label_index is not first and memory.label_index.num_labels == 5
     smcr_ext.hybrid_memory_update_(memory.features, torch.tensor([1]), torch.randn(1, 4), 0.2)
     assert memory.label_index.num_labels == 5
+
+
+def test_forward_value_checks_name_the_argument(monkeypatch):
+    memory = HybridMemory.from_features(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]),
+                                        torch.randn(10, 4))
+    f = F.normalize(torch.randn(3, 4), dim=1)
+    good = torch.tensor([0, 5, 12])
+    calls = []
+    real = smcr_ext.hybrid_memory_loss
+    monkeypatch.setattr(smcr_ext, "hybrid_memory_loss",
+                        lambda *a, **k: calls.append(k.get("validate")) or real(*a, **k))
+    loss = memory(f, good)
+    ref = real(f, memory.features, memory.labels, memory.labels[good], memory.temperature,
+               eps=memory.eps).loss
+    torch.testing.assert_close(loss, ref)
+    assert calls == [False]  # the module's single check replaces the op's
+    with pytest.raises(ValueError, match=r"rows must be in \[0, M = 13\)"):
+        memory(f, torch.tensor([0, 13, 1]))
+    with pytest.raises(ValueError, match=r"rows must be in \[0, M = 13\)"):
+        memory(f, torch.tensor([-1, 3, 1]))
+    bad = f.clone()
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"features must be finite; rows \[1\]"):
+        memory(bad, good)
+    with pytest.raises(TypeError, match="rows must be an integer tensor"):
+        memory(f, good.float())
+    with pytest.raises(TypeError, match="features must be a torch.Tensor"):
+        memory(f.numpy(), good)
+    with pytest.raises(ValueError, match=r"rows must be \(B,\)"):
+        memory(f, good[:2])

@@ -152,8 +152,10 @@ def test_bad_input(name, override, monkeypatch):
     args.update(override)
     margin = args.pop("margin", None)
 
-    class NoKernel:
+    class NoKernel:  # only the value-check op may run
         def __getattr__(self, op):
+            if op == "_first_invalid":
+                return torch.ops.smcr._first_invalid
             raise AssertionError(f"kernel {op} ran before validation finished")
 
     monkeypatch.setattr(smcr_ext.losses, "_ops", NoKernel())

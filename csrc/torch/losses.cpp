@@ -16,6 +16,7 @@
 
 #include "../kernels/hybrid_memory.h"
 #include "../kernels/soft_triplet.h"
+#include "../kernels/validate.h"
 #include "losses_glue.h"
 
 namespace smcr_glue {
@@ -248,9 +249,41 @@ at::Tensor soft_triplet_backward_cpu(const at::Tensor& grad_loss,
   return out.to(dtype);
 }
 
+// ------------------------------------------------------------------------ value checks
+
+void first_nonfinite_row_cpu(const at::Tensor& t, int64_t* out) {
+  if (t.scalar_type() == at::kDouble) {
+    const at::Tensor a = t.contiguous();
+    check_status(smcr::first_nonfinite_row_cpu<double>(a.data_ptr<double>(), a.size(0),
+                                                       a.size(1), out));
+  } else {
+    const at::Tensor a = t.to(at::kFloat).contiguous();  // half types: NaN and inf survive
+    check_status(smcr::first_nonfinite_row_cpu<float>(a.data_ptr<float>(), a.size(0),
+                                                      a.size(1), out));
+  }
+}
+
+at::Tensor first_invalid_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                             const c10::optional<at::Tensor>& index, int64_t bound,
+                             const c10::optional<at::Tensor>& counts) {
+  check_first_invalid(x, y, index, bound, counts);
+  at::Tensor out = at::full({4}, -1, x.options().dtype(at::kLong));
+  int64_t* o = out.data_ptr<int64_t>();
+  first_nonfinite_row_cpu(x, o);
+  if (y.has_value()) first_nonfinite_row_cpu(*y, o + 1);
+  if (index.has_value()) {
+    check_status(smcr::first_bad_index_cpu(index->data_ptr<int64_t>(), index->numel(), bound,
+                                           counts.has_value() ? counts->data_ptr<int64_t>()
+                                                              : nullptr,
+                                           o + 2));
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(smcr, CPU, m) {
+  m.impl("_first_invalid", &first_invalid_cpu);
   m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cpu);
   m.impl("hybrid_memory_loss", &hybrid_memory_loss_cpu);
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cpu);

@@ -28,6 +28,7 @@
 
 #include "../kernels/hybrid_memory.h"
 #include "../kernels/soft_triplet.h"
+#include "../kernels/validate.h"
 #include "losses_glue.h"
 
 namespace smcr_glue {
@@ -285,9 +286,43 @@ at::Tensor soft_triplet_backward_cuda(const at::Tensor& grad_loss,
   return out.to(dtype);
 }
 
+// ------------------------------------------------------------------------ value checks
+
+// (the result stays on the device: the caller's one read of it is the only synchronisation)
+void first_nonfinite_row_cuda(const at::Tensor& t, int64_t* out) {
+  if (t.scalar_type() == at::kDouble) {
+    const at::Tensor a = t.contiguous();
+    check_status(smcr::first_nonfinite_row_cuda<double>(a.data_ptr<double>(), a.size(0),
+                                                        a.size(1), out, current_stream()));
+  } else {
+    const at::Tensor a = t.to(at::kFloat).contiguous();  // half types: NaN and inf survive
+    check_status(smcr::first_nonfinite_row_cuda<float>(a.data_ptr<float>(), a.size(0),
+                                                       a.size(1), out, current_stream()));
+  }
+}
+
+at::Tensor first_invalid_cuda(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                              const c10::optional<at::Tensor>& index, int64_t bound,
+                              const c10::optional<at::Tensor>& counts) {
+  check_first_invalid(x, y, index, bound, counts);
+  const c10::cuda::CUDAGuard guard(x.device());
+  at::Tensor out = at::full({4}, -1, x.options().dtype(at::kLong));
+  int64_t* o = out.data_ptr<int64_t>();
+  first_nonfinite_row_cuda(x, o);
+  if (y.has_value()) first_nonfinite_row_cuda(*y, o + 1);
+  if (index.has_value()) {
+    check_status(smcr::first_bad_index_cuda(index->data_ptr<int64_t>(), index->numel(), bound,
+                                            counts.has_value() ? counts->data_ptr<int64_t>()
+                                                               : nullptr,
+                                            o + 2, current_stream()));
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(smcr, CUDA, m) {
+  m.impl("_first_invalid", &first_invalid_cuda);
   m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cuda);
   m.impl("hybrid_memory_loss", &hybrid_memory_loss_cuda);
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cuda);

@@ -163,4 +163,29 @@ inline void check_triplet_backward_args(const at::Tensor& grad_loss,
     check_same_device(*t, "backward inputs", student, "student");
 }
 
+// _first_invalid(x, y, index, bound, counts): see csrc/kernels/validate.h.
+inline void check_first_invalid(const at::Tensor& x, const c10::optional<at::Tensor>& y,
+                                const c10::optional<at::Tensor>& index, int64_t bound,
+                                const c10::optional<at::Tensor>& counts) {
+  SMCR_CHECK(x.dim() == 2 && is_float_type(x.scalar_type()),
+             "x must be a 2-D floating tensor, got ", x.dim(), "-D ", x.scalar_type());
+  if (y.has_value()) {
+    SMCR_CHECK(y->dim() == 2 && is_float_type(y->scalar_type()),
+               "y must be a 2-D floating tensor, got ", y->dim(), "-D ", y->scalar_type());
+    check_same_device(*y, "y", x, "x");
+  }
+  SMCR_CHECK(bound >= 0, "bound must be >= 0, got ", bound);
+  if (index.has_value()) {
+    check_int64_vector(*index, "index");
+    check_same_device(*index, "index", x, "x");
+  }
+  if (counts.has_value()) {
+    SMCR_CHECK(index.has_value(), "counts needs an index");
+    check_int64_vector(*counts, "counts");
+    SMCR_CHECK(counts->numel() == bound, "counts must have bound = ", bound, " entries, got ",
+               counts->numel());
+    check_same_device(*counts, "counts", x, "x");
+  }
+}
+
 }  // namespace smcr_glue

@@ -36,6 +36,9 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor per_anchor, Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, "
       "Tensor grad_coef)");
   m.def(
+      "_first_invalid(Tensor x, Tensor? y, Tensor? index, int bound, Tensor? counts) -> "
+      "Tensor");
+  m.def(
       "_soft_triplet_backward(Tensor grad_loss, Tensor grad_per_anchor, Tensor student, "
       "Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, Tensor grad_coef, "
       "ScalarType dtype) -> Tensor");

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "hybrid_memory.h"
 #include "soft_triplet.h"
+#include "validate.h"
 
 using smcr::index_t;
 
@@ -281,7 +282,40 @@ static void test_soft_triplet() {
   CHECK(loss[0] == 0.0 && pos[0] == -1);
 }
 
+// The value checks: the smallest offending row / position, -1 when there is none.
+static void test_value_checks() {
+  const double inf = HUGE_VAL, nan = std::nan("");
+  std::vector<double> x(7 * 5, 0.5);
+  index_t out = 0;
+  CHECK_OK(smcr::first_nonfinite_row_cpu<double>(x.data(), 7, 5, &out));
+  CHECK(out == -1);
+  x[6 * 5 + 4] = nan;
+  x[3 * 5 + 0] = -inf;
+  CHECK_OK(smcr::first_nonfinite_row_cpu<double>(x.data(), 7, 5, &out));
+  CHECK(out == 3);
+  std::vector<float> big(1100 * 1000, 1e30f);  // large enough for the parallel scan
+  big[1099 * 1000 + 999] = HUGE_VALF;
+  big[734 * 1000 + 3] = std::nanf("");
+  CHECK_OK(smcr::first_nonfinite_row_cpu<float>(big.data(), 1100, 1000, &out));
+  CHECK(out == 734);
+  CHECK_OK(smcr::first_nonfinite_row_cpu<float>(big.data(), 0, 1000, &out));
+  CHECK(out == -1);
+
+  const std::vector<index_t> counts{2, 0, 1, 0};
+  index_t o[2] = {0, 0};
+  const std::vector<index_t> good{0, 2, 2, 0};
+  CHECK_OK(smcr::first_bad_index_cpu(good.data(), 4, 4, counts.data(), o));
+  CHECK(o[0] == -1 && o[1] == -1);
+  const std::vector<index_t> bad{0, 3, 2, 4, -1, 1};  // absent at 1 and 5, out of range at 3, 4
+  CHECK_OK(smcr::first_bad_index_cpu(bad.data(), 6, 4, counts.data(), o));
+  CHECK(o[0] == 3 && o[1] == 1);
+  CHECK_OK(smcr::first_bad_index_cpu(bad.data(), 6, 4, nullptr, o));
+  CHECK(o[0] == 3 && o[1] == -1);
+  CHECK(!smcr::first_bad_index_cpu(bad.data(), -1, 4, nullptr, o).ok());
+}
+
 int main() {
+  test_value_checks();
   test_bf16_rounding();
   test_label_index();
   test_hybrid_memory_loss();

@@ -21,6 +21,7 @@ int main() {
 #include "check.h"
 #include "hybrid_memory.h"
 #include "soft_triplet.h"
+#include "validate.h"
 
 using smcr::index_t;
 
@@ -253,12 +254,36 @@ void test_soft_triplet() {
 
 }  // namespace
 
+// The value checks agree with the CPU scan: smallest offending row / position or -1.
+static void test_value_checks() {
+  std::vector<float> x(1000 * 300, 0.25f);
+  x[999 * 300 + 299] = HUGE_VALF;
+  x[517 * 300 + 7] = std::nanf("");
+  x[518 * 300 + 0] = -HUGE_VALF;
+  Dev<float> dx(x);
+  Dev<index_t> out(std::vector<index_t>{7, 7, 7});
+  CHECK_OK_V(smcr::first_nonfinite_row_cuda<float>(dx.p, 1000, 300, out.p, nullptr));
+  CHECK(out.get()[0] == 517);
+  CHECK_OK_V(smcr::first_nonfinite_row_cuda<float>(dx.p, 500, 300, out.p, nullptr));
+  CHECK(out.get()[0] == -1);
+  const std::vector<index_t> counts{2, 0, 1, 0};
+  const std::vector<index_t> bad{0, 3, 2, 4, -1, 1};
+  Dev<index_t> dc(counts), db(bad);
+  CHECK_OK(smcr::first_bad_index_cuda(db.p, 6, 4, dc.p, out.p + 1, nullptr));
+  std::vector<index_t> h = out.get();
+  CHECK(h[1] == 3 && h[2] == 1);
+  CHECK_OK(smcr::first_bad_index_cuda(db.p, 3, 4, nullptr, out.p + 1, nullptr));
+  h = out.get();
+  CHECK(h[1] == -1 && h[2] == -1);
+}
+
 int main() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
     std::printf("test_losses_cuda: no CUDA device visible, skipped\n");
     return 77;
   }
+  test_value_checks();
   test_label_index_and_means();
   test_loss(false);
   test_loss(true);

@@ -236,21 +236,35 @@ class HybridMemory(nn.Module):
     def forward(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Joint contrastive loss (scalar) of `features` (B, D), whose memory rows are `rows`
         (B,); the target of each is the label of its row. No state changes here."""
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
+        if features.device != self.features.device:
+            raise ValueError(f"features must be on the memory's device {self.features.device}, "
+                             f"got {features.device}")
         rows = torch.as_tensor(rows, device=self.labels.device)
+        if rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+            raise TypeError(f"rows must be an integer tensor, got {rows.dtype}")
         if rows.dim() != 1 or rows.numel() != features.shape[0]:
             raise ValueError(
                 f"rows must be (B,) = ({features.shape[0]},), got shape {tuple(rows.shape)}"
             )
-        validate = self.validate and rows.numel() > 0
-        lo, hi = torch.stack([rows.min(), rows.max()]).tolist() if validate else (0, 0)
-        if lo < 0 or hi >= self.labels.numel():
-            raise ValueError(
-                f"rows must be in [0, M = {self.labels.numel()}), got values in [{lo}, {hi}]"
-            )
-        targets = self.labels[rows.clamp(0, self.labels.numel() - 1)]
+        m = self.labels.numel()
+        if self.validate and rows.numel() > 0:
+            # one host synchronisation for every value check: the targets are the labels of
+            # valid rows, so each is carried by a row and needs no check of its own
+            finite = torch.isfinite(features.detach()).all().to(rows.device, rows.dtype)
+            lo, hi, ok = torch.stack([rows.min(), rows.max(), finite]).tolist()
+            if lo < 0 or hi >= m:
+                raise ValueError(f"rows must be in [0, M = {m}), got values in [{lo}, {hi}]")
+            if not ok:
+                bad = torch.nonzero(~torch.isfinite(features.detach()).all(dim=1)).flatten()
+                raise ValueError(
+                    f"features must be finite; rows {bad[:5].tolist()} hold NaN or Inf")
+        targets = self.labels[rows.clamp(0, m - 1)]
+        # shapes, dtypes and devices are still checked by the op's wrapper
         return smcr_ext.hybrid_memory_loss(
             features, self.features, self.label_index, targets, self.temperature, eps=self.eps,
-            validate=self.validate,
+            validate=False,
         ).loss
 
     @torch.no_grad()

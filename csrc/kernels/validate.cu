@@ -1,0 +1,75 @@
+// CUDA value checks (see validate.h): one memset and one grid-stride kernel per check, no
+// scratch memory, no host synchronisation (the caller reads `out` when it needs it).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "cuda_common.cuh"
+#include "validate.h"
+
+namespace smcr {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr unsigned kMaxBlocks = 1024;
+
+__device__ inline void record_first(index_t* out, index_t i) {
+  // -1 is all ones, the largest unsigned value: the smallest offending index wins
+  atomicMin(reinterpret_cast<unsigned long long*>(out), static_cast<unsigned long long>(i));
+}
+
+template <typename T>
+__global__ void nonfinite_rows_kernel(const T* __restrict__ x, index_t rows, index_t cols,
+                                      index_t* out) {
+  const index_t total = rows * cols;
+  const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += stride) {
+    const T v = x[k];
+    if (!isfinite(v)) record_first(out, k / cols);
+  }
+}
+
+__global__ void bad_index_kernel(const index_t* __restrict__ index, index_t n, index_t bound,
+                                 const index_t* __restrict__ counts, index_t* out) {
+  const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const index_t v = index[i];
+    if (v < 0 || v >= bound) {
+      record_first(out, i);
+    } else if (counts != nullptr && counts[v] == 0) {
+      record_first(out + 1, i);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+Status first_nonfinite_row_cuda(const T* x, index_t rows, index_t cols, index_t* out,
+                                cudaStream_t stream) {
+  if (rows < 0 || cols < 0) return Status::Error("first_nonfinite_row: negative size");
+  SMCR_CUDA_CHECK(cudaMemsetAsync(out, 0xFF, sizeof(index_t), stream), "first_nonfinite_row");
+  if (rows == 0 || cols == 0) return Status::Ok();
+  const unsigned blocks = std::min(grid_for(rows * cols, kThreads), kMaxBlocks);
+  nonfinite_rows_kernel<T><<<blocks, kThreads, 0, stream>>>(x, rows, cols, out);
+  return launch_status("first_nonfinite_row");
+}
+
+template Status first_nonfinite_row_cuda<float>(const float*, index_t, index_t, index_t*,
+                                                cudaStream_t);
+template Status first_nonfinite_row_cuda<double>(const double*, index_t, index_t, index_t*,
+                                                 cudaStream_t);
+
+Status first_bad_index_cuda(const index_t* index, index_t n, index_t bound,
+                            const index_t* counts, index_t* out, cudaStream_t stream) {
+  if (n < 0 || bound < 0) return Status::Error("first_bad_index: negative size");
+  SMCR_CUDA_CHECK(cudaMemsetAsync(out, 0xFF, 2 * sizeof(index_t), stream), "first_bad_index");
+  if (n == 0) return Status::Ok();
+  const unsigned blocks = std::min(grid_for(n, kThreads), kMaxBlocks);
+  bad_index_kernel<<<blocks, kThreads, 0, stream>>>(index, n, bound, counts, out);
+  return launch_status("first_bad_index");
+}
+
+}  // namespace smcr
