@@ -117,6 +117,26 @@ def smcr_loss(loss_joint: list[torch.Tensor], loss_col: list[torch.Tensor], alph
     return beta * col + 2.0 * (1.0 - beta) * joint
 
 
+class _StepSums:
+    """Per-epoch sums of logged scalars, kept on the device (float64) and read once at the
+    end of the epoch: reading each term with .item() every step would make the host wait
+    for the device several times per step (the one per-step read left is the finiteness
+    check of the loss)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+
+    def add(self, key: str, value: torch.Tensor) -> None:
+        v = value.detach().to(torch.float64)
+        self._sums[key] = self._sums[key] + v if key in self._sums else v
+
+    def floats(self) -> dict[str, float]:
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        return dict(zip(keys, torch.stack([self._sums[k] for k in keys]).tolist(), strict=True))
+
+
 def _check_finite(loss: torch.Tensor, where: str) -> None:
     if not bool(torch.isfinite(loss.detach())):
         raise TrainingDiverged(f"non-finite loss ({loss.detach().item()}) at {where}")
@@ -170,7 +190,7 @@ def pretrain(
         for g in opt.param_groups:
             g["lr"] = lr_at(epoch)
         stream = PKStream(train.pids, train.camids, batch, num_instances, seed, epoch)
-        sums = {"ce": 0.0, "triplet": 0.0, "acc": 0.0}
+        sums = _StepSums()
         steps = range(iters) if progress is None else progress(range(iters), desc=f"pretrain {epoch + 1}/{epochs}")
         for it in steps:
             idx = stream.next()  # the global batch; this rank trains on its slice
@@ -190,10 +210,10 @@ def pretrain(
             loss.backward()
             dist.all_reduce_grads(params)
             opt.step()
-            sums["ce"] += loss_ce.item()
-            sums["triplet"] += loss_tri.item()
-            sums["acc"] += float((logits.argmax(1) == y).float().mean())
-        sums = dist.mean_over_ranks(sums, device)
+            sums.add("ce", loss_ce)
+            sums.add("triplet", loss_tri)
+            sums.add("acc", (logits.argmax(1) == y).float().mean())
+        sums = dist.mean_over_ranks(sums.floats(), device)
         dist.average_buffers(model)
         stats = {k: v / iters for k, v in sums.items()} | {"lr": lr_at(epoch)}
         log.info("pretrain epoch %d/%d: %s", epoch + 1, epochs,
@@ -313,7 +333,7 @@ def refine_epoch(
     use_col = collaborative and len(branches) == 2
     world = dist.env().world
     mine_s, mine_t = dist.local_slice(batch_source), dist.local_slice(batch_target)
-    sums: dict[str, float] = {}
+    sums = _StepSums()
     steps = range(iters) if progress is None else progress(range(iters), desc=f"epoch {epoch + 1}")
     for it in steps:
         # The shared target batch follows the branches' pseudo labels in turn.
@@ -357,18 +377,16 @@ def refine_epoch(
         for b, out, r in zip(branches, outs, rows, strict=True):
             b.memory.update(out.embedding.detach().float(), r)
             ema_update(b.teacher, b.student, ema, step, buffers=not use_col)
-        terms = {"loss": smcr_loss(loss_joint, loss_col, alpha, beta).item()}
+        sums.add("loss", smcr_loss(loss_joint, loss_col, alpha, beta))
         for b, lj in zip(branches, loss_joint, strict=True):
-            terms[f"loss_joint_{b.name}"] = lj.item()
+            sums.add(f"loss_joint_{b.name}", lj)
         if use_col:
             for b, lc in zip(branches, loss_col, strict=True):
-                terms[f"loss_col_{b.name}"] = lc.item()
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v
+                sums.add(f"loss_col_{b.name}", lc)
     for b in branches:
         dist.average_buffers(b.student)
         dist.average_buffers(b.teacher)
-    sums = dist.mean_over_ranks(sums, device)
+    sums = dist.mean_over_ranks(sums.floats(), device)
     return {k: v / iters for k, v in sums.items()}
 
 
