@@ -172,6 +172,16 @@ def _raise_nonfinite(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite; rows {rows} hold NaN or Inf")
 
 
+def _raise_bad_values(x: torch.Tensor, x_name: str, bad_row: int, index: torch.Tensor,
+                      index_name: str, bad_index: int, range_text: str) -> None:
+    """The errors of a _first_invalid result: a non-finite row of x, an index out of range."""
+    if bad_row >= 0:
+        _raise_nonfinite(x, x_name)
+    if bad_index >= 0:
+        raise ValueError(f"{index_name} must be {range_text}; {index_name}[{bad_index}] = "
+                         f"{int(index[bad_index])}")
+
+
 def _first_invalid(x: torch.Tensor, y: torch.Tensor | None = None,
                    index: torch.Tensor | None = None, bound: int = 0,
                    counts: torch.Tensor | None = None) -> list[int]:
@@ -300,13 +310,8 @@ def hybrid_memory_loss(
     num_labels = index.num_labels
     if validate:
         bad_row, _, out_of_range, absent = _first_invalid(f, None, tgt, num_labels, index.counts)
-        if bad_row >= 0:
-            _raise_nonfinite(f, "features")
-        if out_of_range >= 0:
-            raise ValueError(
-                f"targets must be labels in [0, {num_labels}); targets[{out_of_range}] = "
-                f"{int(tgt[out_of_range])}"
-            )
+        _raise_bad_values(f, "features", bad_row, tgt, "targets", out_of_range,
+                          f"labels in [0, {num_labels})")
         if absent >= 0:
             raise ValueError(
                 f"targets must be labels carried by at least one memory row; "
@@ -349,13 +354,8 @@ def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
     momentum = _check_real(momentum, "momentum", low=0.0, high=1.0)
     if validate:
         bad_row, _, out_of_range, _ = _first_invalid(f, None, r, mem.shape[0])
-        if bad_row >= 0:
-            _raise_nonfinite(f, "features")
-        if out_of_range >= 0:
-            raise ValueError(
-                f"rows must be in [0, M = {mem.shape[0]}); rows[{out_of_range}] = "
-                f"{int(r[out_of_range])}"
-            )
+        _raise_bad_values(f, "features", bad_row, r, "rows", out_of_range,
+                          f"in [0, M = {mem.shape[0]})")
     with torch.no_grad():
         _ops.hybrid_memory_update_(memory, r, f.detach(), momentum)
 

@@ -12,6 +12,14 @@
 #include <functional>
 #include <string>
 
+// cudaStream_t for the CUDA kernels' declarations: the runtime's type under nvcc, elsewhere
+// the same opaque pointer the CUDA runtime declares, so every header compiles without CUDA.
+#ifdef __CUDACC__
+#include <cuda_runtime.h>
+#else
+typedef struct CUstream_st* cudaStream_t;
+#endif
+
 namespace smcr {
 
 using index_t = std::int64_t;  // 64-bit wherever N*N or N*D may pass 2^31

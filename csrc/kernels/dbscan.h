@@ -24,12 +24,6 @@
 
 #include "common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 Status dbscan_cpu(const CsrGraphView& g, const float* eps, int m, index_t min_samples,

@@ -27,12 +27,6 @@
 
 #include "common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 // round(k1 / 2) with numpy's round-half-to-even, as SpCL's np.around does.

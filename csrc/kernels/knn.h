@@ -21,12 +21,6 @@
 
 #include "common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 // Largest k the CUDA selection kernel supports (the CPU one has no limit).

@@ -13,12 +13,6 @@
 
 #include "common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 Status cluster_iou_cpu(const index_t* labels, const index_t* other, index_t n, float* iou_out);

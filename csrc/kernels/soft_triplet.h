@@ -28,12 +28,6 @@
 #include "common.h"
 #include "losses_common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 // Forward.

@@ -14,12 +14,6 @@
 
 #include "common.h"
 
-#ifdef __CUDACC__
-#include <cuda_runtime.h>
-#else
-typedef struct CUstream_st* cudaStream_t;
-#endif
-
 namespace smcr {
 
 // out[0] = first row r of x (rows x cols, row-major) holding a NaN or an infinity, or -1.
