@@ -130,3 +130,17 @@ def test_torch_compile_fullgraph_matches_eager():
     compiled.backward()
     torch.testing.assert_close(compiled, eager)
     torch.testing.assert_close(lin.weight.grad, g_eager)
+
+    # the Python wrappers too, without their value check (which reads from the device)
+    def wrapped(x):
+        f = F.normalize(lin(x), dim=1)
+        hm = smcr_ext.hybrid_memory_loss(f, memory, index, targets, block_size=4,
+                                         validate=False).loss
+        st = smcr_ext.soft_triplet(f, (f * 0.5).detach(), targets, validate=False).loss
+        return hm + 0.5 * st
+
+    lin.weight.grad = None
+    compiled = torch.compile(wrapped, fullgraph=True, backend="aot_eager")(x)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager)
+    torch.testing.assert_close(lin.weight.grad, g_eager)
