@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 import smcr_ext
+from smcr_ext.losses import _first_invalid, _raise_bad_values
 
 __all__ = ["HybridMemory", "RelabelStats", "class_centroids"]
 
@@ -249,19 +250,15 @@ class HybridMemory(nn.Module):
                 f"rows must be (B,) = ({features.shape[0]},), got shape {tuple(rows.shape)}"
             )
         m = self.labels.numel()
-        if self.validate and rows.numel() > 0:
-            # one host synchronisation for every value check: the targets are the labels of
-            # valid rows, so each is carried by a row and needs no check of its own
-            finite = torch.isfinite(features.detach()).all().to(rows.device, rows.dtype)
-            lo, hi, ok = torch.stack([rows.min(), rows.max(), finite]).tolist()
-            if lo < 0 or hi >= m:
-                raise ValueError(f"rows must be in [0, M = {m}), got values in [{lo}, {hi}]")
-            if not ok:
-                bad = torch.nonzero(~torch.isfinite(features.detach()).all(dim=1)).flatten()
-                raise ValueError(
-                    f"features must be finite; rows {bad[:5].tolist()} hold NaN or Inf")
+        if self.validate and features.dim() == 2 and features.is_floating_point():
+            # the op wrappers' one-op check: the targets are the labels of valid rows, so each
+            # is carried by a row and needs no check of its own
+            rows64 = rows.to(torch.int64).contiguous()
+            bad_row, _, out_of_range, _ = _first_invalid(features.detach(), None, rows64, m)
+            _raise_bad_values(features, "features", bad_row, rows64, "rows", out_of_range,
+                              f"in [0, M = {m})")
         targets = self.labels[rows.clamp(0, m - 1)]
-        # shapes, dtypes and devices are still checked by the op's wrapper
+        # shapes and dtypes (and, with validate=False, nothing else) are checked by the wrapper
         return smcr_ext.hybrid_memory_loss(
             features, self.features, self.label_index, targets, self.temperature, eps=self.eps,
             validate=False,
