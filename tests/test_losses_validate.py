@@ -43,8 +43,11 @@ def test_matches_reference(dtype, seed):
     index = torch.randint(-3 if seed % 2 else 0, bound + (3 if seed % 3 else 0), (40,),
                           generator=g)
     counts = torch.randint(0, 3, (bound,), generator=g)
+    y_other = y.double() if dtype != torch.float64 else y.half()  # mixed dtypes: widened
+    y_short = y[: rows // 2, : max(1, cols // 2)].contiguous()  # y need not match x's shape
     for args in [(x, None, None, 0, None), (x, y, None, 0, None), (x, None, index, bound, None),
-                 (x, y, index, bound, counts)]:
+                 (x, y, index, bound, counts), (x, y_other, index, bound, counts),
+                 (x, y_short, None, 0, None), (x.t(), y.t(), index, bound, None)]:
         assert ops._first_invalid(*args).tolist() == reference(*args)
 
 

@@ -113,7 +113,7 @@ __global__ void softmax_block_kernel(const Acc* scores, ProbT* probs,  // may al
                                      const index_t* __restrict__ label_ptr,
                                      const index_t* __restrict__ targets, Acc inv_temp,
                                      Acc* run_max, Acc* run_sum, Acc* target_logit,
-                                     Acc* expected, index_t dim) {
+                                     Acc* expected, index_t dim, bool first_block) {
   __shared__ Acc smem[32];
   const index_t i = blockIdx.x;
   const Acc* srow = scores + i * ld;
@@ -125,11 +125,18 @@ __global__ void softmax_block_kernel(const Acc* scores, ProbT* probs,  // may al
     if (ptr[c + 1] > ptr[c]) bmax = max(bmax, srow[c] * inv_temp);
     if (c == yc) target_logit[i] = srow[c] * inv_temp;
   }
+  // the first block starts the state: one writer per value (the target's thread above, or
+  // thread 0 here when the target is not in this block)
+  if (first_block && threadIdx.x == 0 && !(yc >= 0 && yc < count)) target_logit[i] = Acc(0);
   bmax = block_reduce(bmax, smem, MaxOp(), neg_inf<Acc>());
-  const Acc m_old = run_max[i];
+  const Acc m_old = first_block ? neg_inf<Acc>() : run_max[i];
   const Acc m_new = max(m_old, bmax);
   if (m_new == neg_inf<Acc>()) {  // nothing present so far (uniform across the block)
     for (index_t c = threadIdx.x; c < count; c += blockDim.x) store(prow + c, Acc(0));
+    if (first_block && threadIdx.x == 0) {
+      run_max[i] = m_new;
+      run_sum[i] = Acc(0);
+    }
     return;
   }
   Acc sum = Acc(0);
@@ -141,10 +148,10 @@ __global__ void softmax_block_kernel(const Acc* scores, ProbT* probs,  // may al
   sum = block_reduce(sum, smem, SumOp(), Acc(0));
   const Acc alpha = m_exp(m_old - m_new);  // 0 when m_old = -inf
   if (threadIdx.x == 0) {
-    run_sum[i] = run_sum[i] * alpha + sum;
+    run_sum[i] = first_block ? sum : run_sum[i] * alpha + sum;
     run_max[i] = m_new;
   }
-  if (expected && alpha != Acc(1)) {
+  if (expected && !first_block && alpha != Acc(1)) {
     Acc* e = expected + i * dim;
     for (index_t t = threadIdx.x; t < dim; t += blockDim.x) e[t] *= alpha;
   }
@@ -319,7 +326,7 @@ Status hybrid_memory_softmax_block_cuda(const Acc* scores, ProbT* probs, index_t
                                         const index_t* label_ptr, const index_t* targets,
                                         Acc inv_temp, Acc* run_max, Acc* run_sum,
                                         Acc* target_logit, Acc* expected, index_t dim,
-                                        cudaStream_t stream) {
+                                        bool first_block, cudaStream_t stream) {
   if (batch < 0 || count < 0 || ld < count)
     return Status::Error("hybrid_memory_softmax_block: need batch >= 0 and 0 <= count <= ld");
   if (batch == 0 || count == 0) return Status::Ok();
@@ -327,7 +334,7 @@ Status hybrid_memory_softmax_block_cuda(const Acc* scores, ProbT* probs, index_t
     return Status::Error("hybrid_memory_softmax_block: batch too large");
   softmax_block_kernel<Acc, ProbT><<<static_cast<unsigned>(batch), kSoftmaxThreads, 0, stream>>>(
       scores, probs, count, ld, label0, label_ptr, targets, inv_temp, run_max, run_sum,
-      target_logit, expected, dim);
+      target_logit, expected, dim, first_block);
   return launch_status("hybrid_memory_softmax_block");
 }
 
@@ -401,13 +408,13 @@ template Status hybrid_memory_label_means_cuda<double, double>(const double*, in
 
 template Status hybrid_memory_softmax_block_cuda<float, float>(
     const float*, float*, index_t, index_t, index_t, index_t, const index_t*, const index_t*,
-    float, float*, float*, float*, float*, index_t, cudaStream_t);
+    float, float*, float*, float*, float*, index_t, bool, cudaStream_t);
 template Status hybrid_memory_softmax_block_cuda<float, bf16>(
     const float*, bf16*, index_t, index_t, index_t, index_t, const index_t*, const index_t*,
-    float, float*, float*, float*, float*, index_t, cudaStream_t);
+    float, float*, float*, float*, float*, index_t, bool, cudaStream_t);
 template Status hybrid_memory_softmax_block_cuda<double, double>(
     const double*, double*, index_t, index_t, index_t, index_t, const index_t*, const index_t*,
-    double, double*, double*, double*, double*, index_t, cudaStream_t);
+    double, double*, double*, double*, double*, index_t, bool, cudaStream_t);
 
 template Status hybrid_memory_finalize_cuda<float, float>(index_t, index_t, const float*,
                                                           const float*, const float*,

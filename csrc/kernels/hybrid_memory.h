@@ -21,7 +21,7 @@
 //   3. caller: S_blk (B, n) = F C_blk^T
 //   4. hybrid_memory_softmax_block_* online log-sum-exp (running max and sum per sample);
 //      writes P_blk = exp(s - running max) and rescales E by exp(old max - new max)
-//   5. caller: E += P_blk C_blk                                     (only when a gradient is wanted)
+//   5. caller: E += P_blk C_blk (= on the first block)         (only when a gradient is wanted)
 //   6. hybrid_memory_finalize_*      per-sample loss, mean loss and the gradient cache
 //        G_i = d loss_i / d f_i = w_i (sum_c q_ic C_c - C_{y_i}) / tau,
 //        q_ic = exp(s_ic) / (Z_i + eps),   w_i = p_i / (p_i + eps)
@@ -81,12 +81,18 @@ Status hybrid_memory_label_means_cpu(const T* memory, index_t num_rows, index_t 
 //   target_logit  (B) Acc out: s_{i, y_i} is written when y_i falls in this block.
 //   expected      (B, D) Acc in/out or null: multiplied row-wise by exp(old max - new max)
 //                 so that the caller's E += P C keeps E = sum_c exp(s_ic - run_max_i) C_c.
+//   first_block   true for the first block of a pass: the running state is not read but
+//                 started here (run_max, run_sum as if -inf and 0 came in; target_logit set
+//                 to 0 unless y_i falls in this block), and expected is neither read nor
+//                 rescaled: the caller writes E = P C instead of adding. This saves the
+//                 caller the fills of four buffers (on CUDA, four launches per call).
 template <typename Acc>
 Status hybrid_memory_softmax_block_cpu(const Acc* scores, Acc* probs, index_t batch,
                                        index_t count, index_t ld, index_t label0,
                                        const index_t* label_ptr, const index_t* targets,
                                        Acc inv_temp, Acc* run_max, Acc* run_sum,
-                                       Acc* target_logit, Acc* expected, index_t dim);
+                                       Acc* target_logit, Acc* expected, index_t dim,
+                                       bool first_block);
 
 // ---------------------------------------------------------------------------------------
 // 6. Per-sample losses, their mean, and (when expected, target_means and grad_cache are all
@@ -169,7 +175,7 @@ Status hybrid_memory_softmax_block_cuda(const Acc* scores, ProbT* probs, index_t
                                         const index_t* label_ptr, const index_t* targets,
                                         Acc inv_temp, Acc* run_max, Acc* run_sum,
                                         Acc* target_logit, Acc* expected, index_t dim,
-                                        cudaStream_t stream);
+                                        bool first_block, cudaStream_t stream);
 
 template <typename Acc, typename MeansT>
 Status hybrid_memory_finalize_cuda(index_t batch, index_t dim, const Acc* run_max,

@@ -124,7 +124,8 @@ Status hybrid_memory_softmax_block_cpu(const Acc* scores, Acc* probs, index_t ba
                                        index_t count, index_t ld, index_t label0,
                                        const index_t* label_ptr, const index_t* targets,
                                        Acc inv_temp, Acc* run_max, Acc* run_sum,
-                                       Acc* target_logit, Acc* expected, index_t dim) {
+                                       Acc* target_logit, Acc* expected, index_t dim,
+                                       bool first_block) {
   if (batch < 0 || count < 0 || ld < count)
     return Status::Error("hybrid_memory_softmax_block: need batch >= 0 and 0 <= count <= ld");
   const index_t* ptr = label_ptr + label0;  // ptr[c + 1] > ptr[c] <=> label label0 + c present
@@ -137,10 +138,15 @@ Status hybrid_memory_softmax_block_cpu(const Acc* scores, Acc* probs, index_t ba
       if (ptr[c + 1] > ptr[c]) bmax = std::max(bmax, srow[c] * inv_temp);
     const index_t yc = targets[i] - label0;
     if (yc >= 0 && yc < count) target_logit[i] = srow[yc] * inv_temp;
-    const Acc m_old = run_max[i];
+    else if (first_block) target_logit[i] = Acc(0);
+    const Acc m_old = first_block ? neg_inf<Acc>() : run_max[i];
     const Acc m_new = std::max(m_old, bmax);
     if (m_new == neg_inf<Acc>()) {  // nothing present so far
       for (index_t c = 0; c < count; ++c) prow[c] = Acc(0);
+      if (first_block) {
+        run_max[i] = m_new;
+        run_sum[i] = Acc(0);
+      }
       continue;
     }
     Acc sum = Acc(0);
@@ -150,9 +156,9 @@ Status hybrid_memory_softmax_block_cpu(const Acc* scores, Acc* probs, index_t ba
       sum += p;
     }
     const Acc alpha = m_exp(m_old - m_new);  // 0 when m_old = -inf
-    run_sum[i] = run_sum[i] * alpha + sum;
+    run_sum[i] = first_block ? sum : run_sum[i] * alpha + sum;
     run_max[i] = m_new;
-    if (expected && alpha != Acc(1)) {
+    if (expected && !first_block && alpha != Acc(1)) {
       Acc* e = expected + i * dim;
       for (index_t t = 0; t < dim; ++t) e[t] *= alpha;
     }
@@ -231,9 +237,12 @@ Status hybrid_memory_loss_cpu(const Acc* features, index_t batch, const T* memor
   if (!st.ok()) return st;
   const Acc inv_temp = Acc(1) / temperature;
   const index_t nb = std::max<index_t>(1, std::min(block_labels, num_labels));
-  std::vector<Acc> run_max(batch, neg_inf<Acc>()), run_sum(batch, Acc(0)), tl(batch, Acc(0));
+  // The running state and E are set by the first block (first_block = true), not here; the
+  // NaN fill makes any read before that show up in the C++ tests.
+  const Acc nan = std::numeric_limits<Acc>::quiet_NaN();
+  std::vector<Acc> run_max(batch, nan), run_sum(batch, nan), tl(batch, nan);
   std::vector<Acc> means(nb * dim), scores(batch * nb);
-  std::vector<Acc> expected(grad_cache ? batch * dim : 0, Acc(0));
+  std::vector<Acc> expected(grad_cache ? batch * dim : 0, nan);
   for (index_t l0 = 0; l0 < num_labels; l0 += nb) {
     const index_t n = std::min(nb, num_labels - l0);
     st = hybrid_memory_label_means_cpu(memory, num_rows, dim, label_ptr, label_rows, num_labels,
@@ -249,16 +258,20 @@ Status hybrid_memory_loss_cpu(const Acc* features, index_t batch, const T* memor
     st = hybrid_memory_softmax_block_cpu(scores.data(), scores.data(), batch, n, nb, l0,
                                          label_ptr, targets, inv_temp, run_max.data(),
                                          run_sum.data(), tl.data(),
-                                         grad_cache ? expected.data() : nullptr, dim);
+                                         grad_cache ? expected.data() : nullptr, dim,
+                                         l0 == 0);
     if (!st.ok()) return st;
     if (grad_cache) {
 #pragma omp parallel for schedule(static)
-      for (index_t i = 0; i < batch; ++i)
+      for (index_t i = 0; i < batch; ++i) {
+        Acc* e = expected.data() + i * dim;
+        if (l0 == 0) std::fill(e, e + dim, Acc(0));  // E = P C on the first block
         for (index_t c = 0; c < n; ++c) {
           const Acc p = scores[i * nb + c];
           if (p == Acc(0)) continue;
-          for (index_t t = 0; t < dim; ++t) expected[i * dim + t] += p * means[c * dim + t];
+          for (index_t t = 0; t < dim; ++t) e[t] += p * means[c * dim + t];
         }
+      }
     }
   }
   std::vector<Acc> target_means(grad_cache ? batch * dim : 0);
@@ -339,7 +352,7 @@ SMCR_HM_INSTANTIATE(double, double)
   template Status hybrid_memory_softmax_block_cpu<Acc>(const Acc*, Acc*, index_t, index_t,    \
                                                        index_t, index_t, const index_t*,      \
                                                        const index_t*, Acc, Acc*, Acc*, Acc*, \
-                                                       Acc*, index_t);                        \
+                                                       Acc*, index_t, bool);                  \
   template Status hybrid_memory_finalize_cpu<Acc>(index_t, index_t, const Acc*, const Acc*,   \
                                                   const Acc*, const Acc*, const Acc*, Acc,    \
                                                   Acc, Acc*, Acc*, Acc*);                     \

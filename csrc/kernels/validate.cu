@@ -1,5 +1,6 @@
-// CUDA value checks (see validate.h): one memset and one grid-stride kernel per check, no
-// scratch memory, no host synchronisation (the caller reads `out` when it needs it).
+// CUDA value checks (see validate.h): one memset and one grid-stride kernel per call (all
+// checks of a call in one kernel with first_invalid), no scratch memory, no host
+// synchronisation (the caller reads `out` when it needs it).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -44,7 +45,60 @@ __global__ void bad_index_kernel(const index_t* __restrict__ index, index_t n, i
   }
 }
 
+// All checks of one call in one pass: positions [0, nx) are x's elements, [nx, nx + ny)
+// y's, then the n indices.
+template <typename T>
+__global__ void first_invalid_kernel(const T* __restrict__ x, index_t nx, index_t x_cols,
+                                     const T* __restrict__ y, index_t ny, index_t y_cols,
+                                     const index_t* __restrict__ index, index_t n, index_t bound,
+                                     const index_t* __restrict__ counts, index_t* out) {
+  const index_t total = nx + ny + n;
+  const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += stride) {
+    if (k < nx) {
+      if (!isfinite(x[k])) record_first(out, k / x_cols);
+    } else if (k < nx + ny) {
+      const index_t j = k - nx;
+      if (!isfinite(y[j])) record_first(out + 1, j / y_cols);
+    } else {
+      const index_t i = k - nx - ny;
+      const index_t v = index[i];
+      if (v < 0 || v >= bound) {
+        record_first(out + 2, i);
+      } else if (counts != nullptr && counts[v] == 0) {
+        record_first(out + 3, i);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+template <typename T>
+Status first_invalid_cuda(const T* x, index_t x_rows, index_t x_cols, const T* y,
+                          index_t y_rows, index_t y_cols, const index_t* index, index_t n,
+                          index_t bound, const index_t* counts, index_t* out,
+                          cudaStream_t stream) {
+  if (x_rows < 0 || x_cols < 0 || (y && (y_rows < 0 || y_cols < 0)) || (index && n < 0) ||
+      bound < 0)
+    return Status::Error("first_invalid: negative size");
+  SMCR_CUDA_CHECK(cudaMemsetAsync(out, 0xFF, 4 * sizeof(index_t), stream), "first_invalid");
+  const index_t nx = x_rows * x_cols, ny = y ? y_rows * y_cols : 0, ni = index ? n : 0;
+  const index_t total = nx + ny + ni;
+  if (total == 0) return Status::Ok();
+  const unsigned blocks = std::min(grid_for(total, kThreads), kMaxBlocks);
+  first_invalid_kernel<T><<<blocks, kThreads, 0, stream>>>(x, nx, x_cols, y, ny, y_cols, index,
+                                                           ni, bound, counts, out);
+  return launch_status("first_invalid");
+}
+
+template Status first_invalid_cuda<float>(const float*, index_t, index_t, const float*, index_t,
+                                          index_t, const index_t*, index_t, index_t,
+                                          const index_t*, index_t*, cudaStream_t);
+template Status first_invalid_cuda<double>(const double*, index_t, index_t, const double*,
+                                           index_t, index_t, const index_t*, index_t, index_t,
+                                           const index_t*, index_t*, cudaStream_t);
 
 template <typename T>
 Status first_nonfinite_row_cuda(const T* x, index_t rows, index_t cols, index_t* out,

@@ -32,4 +32,20 @@ Status first_bad_index_cpu(const index_t* index, index_t n, index_t bound, const
 Status first_bad_index_cuda(const index_t* index, index_t n, index_t bound,
                             const index_t* counts, index_t* out, cudaStream_t stream);
 
+// Every check of one call at once (what the op smcr::_first_invalid runs). out (4) int64:
+//   out[0]         first_nonfinite_row of x (x_rows x x_cols)
+//   out[1]         first_nonfinite_row of y (y_rows x y_cols), -1 when y is null
+//   out[2], out[3] first_bad_index(index, n, bound, counts), -1 and -1 when index is null
+// x and y have the same element type T (float or double). CUDA: one memset of out and one
+// grid-stride kernel over all three inputs: two launches per call, whatever is checked.
+template <typename T>
+Status first_invalid_cpu(const T* x, index_t x_rows, index_t x_cols, const T* y, index_t y_rows,
+                         index_t y_cols, const index_t* index, index_t n, index_t bound,
+                         const index_t* counts, index_t* out);
+template <typename T>
+Status first_invalid_cuda(const T* x, index_t x_rows, index_t x_cols, const T* y,
+                          index_t y_rows, index_t y_cols, const index_t* index, index_t n,
+                          index_t bound, const index_t* counts, index_t* out,
+                          cudaStream_t stream);
+
 }  // namespace smcr

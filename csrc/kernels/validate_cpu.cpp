@@ -45,4 +45,22 @@ Status first_bad_index_cpu(const index_t* index, index_t n, index_t bound, const
   return Status::Ok();
 }
 
+template <typename T>
+Status first_invalid_cpu(const T* x, index_t x_rows, index_t x_cols, const T* y, index_t y_rows,
+                         index_t y_cols, const index_t* index, index_t n, index_t bound,
+                         const index_t* counts, index_t* out) {
+  out[0] = out[1] = out[2] = out[3] = -1;
+  Status st = first_nonfinite_row_cpu<T>(x, x_rows, x_cols, out);
+  if (st.ok() && y) st = first_nonfinite_row_cpu<T>(y, y_rows, y_cols, out + 1);
+  if (st.ok() && index) st = first_bad_index_cpu(index, n, bound, counts, out + 2);
+  return st;
+}
+
+template Status first_invalid_cpu<float>(const float*, index_t, index_t, const float*, index_t,
+                                         index_t, const index_t*, index_t, index_t,
+                                         const index_t*, index_t*);
+template Status first_invalid_cpu<double>(const double*, index_t, index_t, const double*,
+                                          index_t, index_t, const index_t*, index_t, index_t,
+                                          const index_t*, index_t*);
+
 }  // namespace smcr

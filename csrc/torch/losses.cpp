@@ -71,10 +71,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   if (kZeroCopy) check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run.data()));
   at::Tensor means = at::empty({nb, D}, opts);
   at::Tensor scores = at::empty({B * (kZeroCopy ? nb_run : nb)}, opts);
-  at::Tensor run_max = at::full({B}, -std::numeric_limits<double>::infinity(), opts);
-  at::Tensor run_sum = at::zeros({B}, opts);
-  at::Tensor target_logit = at::zeros({B}, opts);
-  at::Tensor expected = compute_grad ? at::zeros({B, D}, opts) : at::Tensor();
+  // The running state and E need no fills: the first block starts them (first_block) and
+  // writes E = P C (the same code path as CUDA, where each fill is a launch).
+  at::Tensor state = at::empty({3, B}, opts);  // run_max, run_sum, target_logit
+  at::Tensor run_max = state[0], run_sum = state[1], target_logit = state[2];
+  at::Tensor expected = compute_grad ? at::empty({B, D}, opts) : at::Tensor();
+  // (L >= 1 here: the targets were checked to be present labels)
   for (int64_t l0 = 0; l0 < L;) {
     int64_t n;
     at::Tensor c;  // (n, D) label means of this block
@@ -93,8 +95,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     check_status(smcr::hybrid_memory_softmax_block_cpu<Acc>(
         s.data_ptr<Acc>(), s.data_ptr<Acc>(), B, n, n, l0, ptr, tgt, inv_temp,
         run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(), target_logit.data_ptr<Acc>(),
-        compute_grad ? expected.data_ptr<Acc>() : nullptr, D));
-    if (compute_grad) expected.addmm_(s, c);  // E += P C
+        compute_grad ? expected.data_ptr<Acc>() : nullptr, D, l0 == 0));
+    if (compute_grad) {
+      if (l0 == 0) at::mm_out(expected, s, c);  // E = P C
+      else expected.addmm_(s, c);               // E += P C
+    }
     l0 += n;
   }
   at::Tensor target_means;
@@ -136,21 +141,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cpu(
 
 template <typename Acc>
 at::Tensor hybrid_memory_backward_impl(const at::Tensor& grad_loss,
-                                       const at::Tensor& grad_per_sample,
+                                       const c10::optional<at::Tensor>& grad_per_sample,
                                        const at::Tensor& grad_cache) {
   const int64_t B = grad_cache.size(0), D = grad_cache.size(1);
   const at::Tensor gl = grad_loss.to(grad_cache.scalar_type()).contiguous();
-  const at::Tensor gps = grad_per_sample.to(grad_cache.scalar_type()).contiguous();
+  const at::Tensor gps = optional_grad(grad_per_sample, grad_cache.scalar_type());
   at::Tensor out = at::empty({B, D}, grad_cache.options());
-  check_status(smcr::hybrid_memory_backward_cpu<Acc>(B, D, gl.data_ptr<Acc>(),
-                                                     gps.data_ptr<Acc>(),
-                                                     grad_cache.data_ptr<Acc>(),
-                                                     out.data_ptr<Acc>()));
+  check_status(smcr::hybrid_memory_backward_cpu<Acc>(
+      B, D, gl.data_ptr<Acc>(), gps.defined() ? gps.data_ptr<Acc>() : nullptr,
+      grad_cache.data_ptr<Acc>(), out.data_ptr<Acc>()));
   return out;
 }
 
 at::Tensor hybrid_memory_loss_backward_cpu(const at::Tensor& grad_loss,
-                                           const at::Tensor& grad_per_sample,
+                                           const c10::optional<at::Tensor>& grad_per_sample,
                                            const at::Tensor& grad_cache, at::ScalarType dtype) {
   check_hybrid_memory_backward(grad_loss, grad_per_sample, grad_cache);
   at::Tensor out = grad_cache.scalar_type() == at::kDouble
@@ -217,23 +221,24 @@ TripletOutputs soft_triplet_cpu(const at::Tensor& student, const c10::optional<a
 
 template <typename Acc>
 at::Tensor soft_triplet_backward_impl(const at::Tensor& grad_loss,
-                                      const at::Tensor& grad_per_anchor, const at::Tensor& x,
-                                      const at::Tensor& pos, const at::Tensor& neg,
+                                      const c10::optional<at::Tensor>& grad_per_anchor,
+                                      const at::Tensor& x, const at::Tensor& pos,
+                                      const at::Tensor& neg,
                                       const at::Tensor& dap, const at::Tensor& dan,
                                       const at::Tensor& coef) {
   const int64_t B = x.size(0), D = x.size(1);
   const at::Tensor gl = grad_loss.to(coef.scalar_type()).contiguous();
-  const at::Tensor gpa = grad_per_anchor.to(coef.scalar_type()).contiguous();
+  const at::Tensor gpa = optional_grad(grad_per_anchor, coef.scalar_type());
   at::Tensor out = at::empty({B, D}, x.options());
   check_status(smcr::soft_triplet_backward_cpu<Acc>(
       x.data_ptr<Acc>(), B, D, pos.data_ptr<int64_t>(), neg.data_ptr<int64_t>(),
       dap.data_ptr<Acc>(), dan.data_ptr<Acc>(), coef.data_ptr<Acc>(), gl.data_ptr<Acc>(),
-      gpa.data_ptr<Acc>(), out.data_ptr<Acc>()));
+      gpa.defined() ? gpa.data_ptr<Acc>() : nullptr, out.data_ptr<Acc>()));
   return out;
 }
 
 at::Tensor soft_triplet_backward_cpu(const at::Tensor& grad_loss,
-                                     const at::Tensor& grad_per_anchor,
+                                     const c10::optional<at::Tensor>& grad_per_anchor,
                                      const at::Tensor& student, const at::Tensor& pos,
                                      const at::Tensor& neg, const at::Tensor& dist_ap,
                                      const at::Tensor& dist_an, const at::Tensor& coef,
@@ -251,32 +256,18 @@ at::Tensor soft_triplet_backward_cpu(const at::Tensor& grad_loss,
 
 // ------------------------------------------------------------------------ value checks
 
-void first_nonfinite_row_cpu(const at::Tensor& t, int64_t* out) {
-  if (t.scalar_type() == at::kDouble) {
-    const at::Tensor a = t.contiguous();
-    check_status(smcr::first_nonfinite_row_cpu<double>(a.data_ptr<double>(), a.size(0),
-                                                       a.size(1), out));
-  } else {
-    const at::Tensor a = t.to(at::kFloat).contiguous();  // half types: NaN and inf survive
-    check_status(smcr::first_nonfinite_row_cpu<float>(a.data_ptr<float>(), a.size(0),
-                                                      a.size(1), out));
-  }
-}
-
 at::Tensor first_invalid_cpu(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                              const c10::optional<at::Tensor>& index, int64_t bound,
                              const c10::optional<at::Tensor>& counts) {
   check_first_invalid(x, y, index, bound, counts);
-  at::Tensor out = at::full({4}, -1, x.options().dtype(at::kLong));
+  at::Tensor out = at::empty({4}, x.options().dtype(at::kLong));
   int64_t* o = out.data_ptr<int64_t>();
-  first_nonfinite_row_cpu(x, o);
-  if (y.has_value()) first_nonfinite_row_cpu(*y, o + 1);
-  if (index.has_value()) {
-    check_status(smcr::first_bad_index_cpu(index->data_ptr<int64_t>(), index->numel(), bound,
-                                           counts.has_value() ? counts->data_ptr<int64_t>()
-                                                              : nullptr,
-                                           o + 2));
-  }
+  with_first_invalid_args(first_invalid_args(x, y), index, counts,
+                          [&](const auto* xp, int64_t xr, int64_t xc, const auto* yp, int64_t yr,
+                              int64_t yc, const int64_t* idx, int64_t n, const int64_t* cnt) {
+                            check_status(smcr::first_invalid_cpu(xp, xr, xc, yp, yr, yc, idx, n,
+                                                                 bound, cnt, o));
+                          });
   return out;
 }
 

@@ -88,10 +88,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const auto opts = f.options();
   const auto means_opts = opts.dtype(kBf16Products ? at::kBFloat16 : opts.dtype().toScalarType());
   const cudaStream_t stream = current_stream();
-  at::Tensor loss = at::zeros({}, opts);
+  if (B == 0 || L == 0) {  // nothing to stream: a zero loss (L = 0 only with validate=False)
+    return {at::zeros({}, opts), at::zeros({B}, opts),
+            at::zeros({compute_grad ? B : 0, D}, opts)};
+  }
+  // Launches per call: per block of labels one means kernel, one product, one softmax kernel
+  // and (with a gradient) one product; then the target means, finalize and its mean. No
+  // fills: the first block starts the running state and writes E = P C, and the mean kernel
+  // writes the loss.
+  at::Tensor loss = at::empty({}, opts);
   at::Tensor per_sample = at::empty({B}, opts);
   at::Tensor grad_cache = at::empty({compute_grad ? B : 0, D}, opts);
-  if (B == 0) return {loss, per_sample, grad_cache};
   const int64_t* ptr = label_ptr.data_ptr<int64_t>();
   const int64_t* rows = label_rows.data_ptr<int64_t>();
   const int64_t* tgt = targets.data_ptr<int64_t>();
@@ -102,12 +109,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   at::Tensor means = at::empty({nb, D}, means_opts);
   at::Tensor scores = at::empty({B * nb}, opts);
   at::Tensor probs = kBf16Products ? at::empty({B * nb}, means_opts) : scores;
-  at::Tensor run_max = at::full({B}, -std::numeric_limits<double>::infinity(), opts);
-  at::Tensor run_sum = at::zeros({B}, opts);
-  at::Tensor target_logit = at::zeros({B}, opts);
-  at::Tensor expected = compute_grad ? at::zeros({B, D}, opts) : at::Tensor();
-  at::Tensor pc = (compute_grad && kBf16Products) ? at::empty({B, D}, opts) : at::Tensor();
+  at::Tensor state = at::empty({3, B}, opts);  // run_max, run_sum, target_logit
+  at::Tensor run_max = state[0], run_sum = state[1], target_logit = state[2];
+  at::Tensor expected = compute_grad ? at::empty({B, D}, opts) : at::Tensor();
+  at::Tensor pc = (compute_grad && kBf16Products && L > nb) ? at::empty({B, D}, opts)
+                                                            : at::Tensor();
   for (int64_t l0 = 0; l0 < L; l0 += nb) {
+    const bool first = l0 == 0;
     const int64_t n = std::min(nb, L - l0);
     at::Tensor c = means.narrow(0, 0, n);                     // (n, D)
     at::Tensor s = scores.narrow(0, 0, B * n).view({B, n});  // (B, n) float
@@ -120,9 +128,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
         s.data_ptr<Acc>(), reinterpret_cast<MeansT*>(p.data_ptr()), B, n, n, l0, ptr, tgt,
         inv_temp, run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(),
         target_logit.data_ptr<Acc>(), compute_grad ? expected.data_ptr<Acc>() : nullptr, D,
-        stream));
+        first, stream));
     if (!compute_grad) continue;
-    if (kBf16Products) {
+    if (first) {
+      mm_to_float(expected, p, c);  // E = P C
+    } else if (kBf16Products) {
       mm_to_float(pc, p, c);  // (B, D) = P C
       expected.add_(pc);
     } else {
@@ -170,23 +180,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cuda(
 }
 
 at::Tensor hybrid_memory_loss_backward_cuda(const at::Tensor& grad_loss,
-                                            const at::Tensor& grad_per_sample,
+                                            const c10::optional<at::Tensor>& grad_per_sample,
                                             const at::Tensor& grad_cache, at::ScalarType dtype) {
   check_hybrid_memory_backward(grad_loss, grad_per_sample, grad_cache);
   const c10::cuda::CUDAGuard guard(grad_cache.device());
   const int64_t B = grad_cache.size(0), D = grad_cache.size(1);
   const auto acc = grad_cache.scalar_type();
   const at::Tensor gl = grad_loss.to(acc).contiguous();
-  const at::Tensor gps = grad_per_sample.to(acc).contiguous();
+  const at::Tensor gps = optional_grad(grad_per_sample, acc);
   at::Tensor out = at::empty({B, D}, grad_cache.options());
   if (acc == at::kDouble) {
     check_status(smcr::hybrid_memory_backward_cuda<double>(
-        B, D, gl.data_ptr<double>(), gps.data_ptr<double>(), grad_cache.data_ptr<double>(),
-        out.data_ptr<double>(), current_stream()));
+        B, D, gl.data_ptr<double>(), gps.defined() ? gps.data_ptr<double>() : nullptr,
+        grad_cache.data_ptr<double>(), out.data_ptr<double>(), current_stream()));
   } else {
     check_status(smcr::hybrid_memory_backward_cuda<float>(
-        B, D, gl.data_ptr<float>(), gps.data_ptr<float>(), grad_cache.data_ptr<float>(),
-        out.data_ptr<float>(), current_stream()));
+        B, D, gl.data_ptr<float>(), gps.defined() ? gps.data_ptr<float>() : nullptr,
+        grad_cache.data_ptr<float>(), out.data_ptr<float>(), current_stream()));
   }
   return out.to(dtype);
 }
@@ -227,7 +237,7 @@ TripletOutputs soft_triplet_impl(const at::Tensor& x, const at::Tensor& teacher,
   const int64_t B = x.size(0), D = x.size(1);
   const auto opts = x.options();
   at::Tensor gram = at::mm(x, x.t());  // (B, B), for mining
-  at::Tensor loss = at::zeros({}, opts);
+  at::Tensor loss = at::empty({}, opts);  // written by the mean kernel
   at::Tensor per = at::empty({B}, opts), dap = at::empty({B}, opts), dan = at::empty({B}, opts);
   at::Tensor coef = at::empty({B}, opts);
   at::Tensor pos = at::empty({B}, labels.options()), neg = at::empty({B}, labels.options());
@@ -253,23 +263,25 @@ TripletOutputs soft_triplet_cuda(const at::Tensor& student,
 
 template <typename Acc>
 at::Tensor soft_triplet_backward_impl(const at::Tensor& grad_loss,
-                                      const at::Tensor& grad_per_anchor, const at::Tensor& x,
-                                      const at::Tensor& pos, const at::Tensor& neg,
+                                      const c10::optional<at::Tensor>& grad_per_anchor,
+                                      const at::Tensor& x, const at::Tensor& pos,
+                                      const at::Tensor& neg,
                                       const at::Tensor& dap, const at::Tensor& dan,
                                       const at::Tensor& coef) {
   const int64_t B = x.size(0), D = x.size(1);
   const at::Tensor gl = grad_loss.to(coef.scalar_type()).contiguous();
-  const at::Tensor gpa = grad_per_anchor.to(coef.scalar_type()).contiguous();
+  const at::Tensor gpa = optional_grad(grad_per_anchor, coef.scalar_type());
   at::Tensor out = at::empty({B, D}, x.options());
   check_status(smcr::soft_triplet_backward_cuda<Acc>(
       x.data_ptr<Acc>(), B, D, pos.data_ptr<int64_t>(), neg.data_ptr<int64_t>(),
       dap.data_ptr<Acc>(), dan.data_ptr<Acc>(), coef.data_ptr<Acc>(), gl.data_ptr<Acc>(),
-      gpa.data_ptr<Acc>(), out.data_ptr<Acc>(), current_stream()));
+      gpa.defined() ? gpa.data_ptr<Acc>() : nullptr, out.data_ptr<Acc>(),
+      current_stream()));
   return out;
 }
 
 at::Tensor soft_triplet_backward_cuda(const at::Tensor& grad_loss,
-                                      const at::Tensor& grad_per_anchor,
+                                      const c10::optional<at::Tensor>& grad_per_anchor,
                                       const at::Tensor& student, const at::Tensor& pos,
                                       const at::Tensor& neg, const at::Tensor& dist_ap,
                                       const at::Tensor& dist_an, const at::Tensor& coef,
@@ -288,34 +300,22 @@ at::Tensor soft_triplet_backward_cuda(const at::Tensor& grad_loss,
 
 // ------------------------------------------------------------------------ value checks
 
-// (the result stays on the device: the caller's one read of it is the only synchronisation)
-void first_nonfinite_row_cuda(const at::Tensor& t, int64_t* out) {
-  if (t.scalar_type() == at::kDouble) {
-    const at::Tensor a = t.contiguous();
-    check_status(smcr::first_nonfinite_row_cuda<double>(a.data_ptr<double>(), a.size(0),
-                                                        a.size(1), out, current_stream()));
-  } else {
-    const at::Tensor a = t.to(at::kFloat).contiguous();  // half types: NaN and inf survive
-    check_status(smcr::first_nonfinite_row_cuda<float>(a.data_ptr<float>(), a.size(0),
-                                                       a.size(1), out, current_stream()));
-  }
-}
-
+// One memset and one kernel, whatever is checked; the result stays on the device (the
+// caller's one read of it is the only synchronisation).
 at::Tensor first_invalid_cuda(const at::Tensor& x, const c10::optional<at::Tensor>& y,
                               const c10::optional<at::Tensor>& index, int64_t bound,
                               const c10::optional<at::Tensor>& counts) {
   check_first_invalid(x, y, index, bound, counts);
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = at::full({4}, -1, x.options().dtype(at::kLong));
+  at::Tensor out = at::empty({4}, x.options().dtype(at::kLong));
   int64_t* o = out.data_ptr<int64_t>();
-  first_nonfinite_row_cuda(x, o);
-  if (y.has_value()) first_nonfinite_row_cuda(*y, o + 1);
-  if (index.has_value()) {
-    check_status(smcr::first_bad_index_cuda(index->data_ptr<int64_t>(), index->numel(), bound,
-                                            counts.has_value() ? counts->data_ptr<int64_t>()
-                                                               : nullptr,
-                                            o + 2, current_stream()));
-  }
+  const cudaStream_t stream = current_stream();
+  with_first_invalid_args(first_invalid_args(x, y), index, counts,
+                          [&](const auto* xp, int64_t xr, int64_t xc, const auto* yp, int64_t yr,
+                              int64_t yc, const int64_t* idx, int64_t n, const int64_t* cnt) {
+                            check_status(smcr::first_invalid_cuda(xp, xr, xc, yp, yr, yc, idx, n,
+                                                                  bound, cnt, o, stream));
+                          });
   return out;
 }
 

@@ -120,7 +120,7 @@ inline at::ScalarType check_soft_triplet(const at::Tensor& student,
 }
 
 inline void check_hybrid_memory_backward(const at::Tensor& grad_loss,
-                                         const at::Tensor& grad_per_sample,
+                                         const c10::optional<at::Tensor>& grad_per_sample,
                                          const at::Tensor& grad_cache) {
   SMCR_CHECK(grad_cache.dim() == 2 && grad_cache.is_contiguous() &&
                   (grad_cache.scalar_type() == at::kFloat ||
@@ -130,15 +130,17 @@ inline void check_hybrid_memory_backward(const at::Tensor& grad_loss,
               grad_cache.scalar_type());
   SMCR_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
               grad_loss.sizes());
-  SMCR_CHECK(grad_per_sample.dim() == 1 && grad_per_sample.numel() == grad_cache.size(0),
-              "grad_per_sample must be (B,) with B = ", grad_cache.size(0), ", got shape ",
-              grad_per_sample.sizes());
   check_same_device(grad_loss, "grad_loss", grad_cache, "grad_cache");
-  check_same_device(grad_per_sample, "grad_per_sample", grad_cache, "grad_cache");
+  if (grad_per_sample.has_value()) {  // None: zero (that output was not used)
+    SMCR_CHECK(grad_per_sample->dim() == 1 && grad_per_sample->numel() == grad_cache.size(0),
+               "grad_per_sample must be (B,) with B = ", grad_cache.size(0), ", got shape ",
+               grad_per_sample->sizes());
+    check_same_device(*grad_per_sample, "grad_per_sample", grad_cache, "grad_cache");
+  }
 }
 
 inline void check_triplet_backward_args(const at::Tensor& grad_loss,
-                                        const at::Tensor& grad_per_anchor,
+                                        const c10::optional<at::Tensor>& grad_per_anchor,
                                         const at::Tensor& student, const at::Tensor& pos,
                                         const at::Tensor& neg, const at::Tensor& dap,
                                         const at::Tensor& dan, const at::Tensor& coef) {
@@ -157,9 +159,13 @@ inline void check_triplet_backward_args(const at::Tensor& grad_loss,
               "pos_index and neg_index must be the forward's (B,) outputs, B = ", B);
   SMCR_CHECK(grad_loss.numel() == 1, "grad_loss must hold one value, got shape ",
               grad_loss.sizes());
-  SMCR_CHECK(grad_per_anchor.dim() == 1 && grad_per_anchor.numel() == B,
-              "grad_per_anchor must be (B,) with B = ", B, ", got shape ", grad_per_anchor.sizes());
-  for (const at::Tensor* t : {&grad_loss, &grad_per_anchor, &pos, &neg, &dap, &dan, &coef})
+  if (grad_per_anchor.has_value()) {  // None: zero (that output was not used)
+    SMCR_CHECK(grad_per_anchor->dim() == 1 && grad_per_anchor->numel() == B,
+               "grad_per_anchor must be (B,) with B = ", B, ", got shape ",
+               grad_per_anchor->sizes());
+    check_same_device(*grad_per_anchor, "backward inputs", student, "student");
+  }
+  for (const at::Tensor* t : {&grad_loss, &pos, &neg, &dap, &dan, &coef})
     check_same_device(*t, "backward inputs", student, "student");
 }
 
@@ -186,6 +192,47 @@ inline void check_first_invalid(const at::Tensor& x, const c10::optional<at::Ten
                counts->numel());
     check_same_device(*counts, "counts", x, "x");
   }
+}
+
+// The inputs of one _first_invalid call as the kernels take them: x and y (when given)
+// contiguous in one element type, float64 when either is float64, else float32 (half types
+// widen exactly, so NaN and infinities survive).
+struct FirstInvalidArgs {
+  at::Tensor x, y;
+  bool is_double = false;
+};
+
+inline FirstInvalidArgs first_invalid_args(const at::Tensor& x,
+                                           const c10::optional<at::Tensor>& y) {
+  FirstInvalidArgs a;
+  a.is_double = x.scalar_type() == at::kDouble ||
+                (y.has_value() && y->scalar_type() == at::kDouble);
+  const at::ScalarType t = a.is_double ? at::kDouble : at::kFloat;
+  a.x = x.to(t).contiguous();
+  if (y.has_value()) a.y = y->to(t).contiguous();
+  return a;
+}
+
+// Runs first_invalid_<device><T> (Fn: a callable templated on T, given the typed pointers).
+template <typename Fn>
+void with_first_invalid_args(const FirstInvalidArgs& a, const c10::optional<at::Tensor>& index,
+                             const c10::optional<at::Tensor>& counts, Fn&& fn) {
+  const int64_t* idx = index.has_value() ? index->data_ptr<int64_t>() : nullptr;
+  const int64_t n = index.has_value() ? index->numel() : 0;
+  const int64_t* cnt = counts.has_value() ? counts->data_ptr<int64_t>() : nullptr;
+  const int64_t yr = a.y.defined() ? a.y.size(0) : 0, yc = a.y.defined() ? a.y.size(1) : 0;
+  if (a.is_double) {
+    fn(a.x.data_ptr<double>(), a.x.size(0), a.x.size(1),
+       a.y.defined() ? a.y.data_ptr<double>() : nullptr, yr, yc, idx, n, cnt);
+  } else {
+    fn(a.x.data_ptr<float>(), a.x.size(0), a.x.size(1),
+       a.y.defined() ? a.y.data_ptr<float>() : nullptr, yr, yc, idx, n, cnt);
+  }
+}
+
+// An optional incoming gradient as a contiguous tensor of `acc` (undefined when absent).
+inline at::Tensor optional_grad(const c10::optional<at::Tensor>& g, at::ScalarType acc) {
+  return g.has_value() ? g->to(acc).contiguous() : at::Tensor();
 }
 
 }  // namespace smcr_glue

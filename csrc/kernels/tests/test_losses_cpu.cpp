@@ -312,6 +312,17 @@ static void test_value_checks() {
   CHECK_OK(smcr::first_bad_index_cpu(bad.data(), 6, 4, nullptr, o));
   CHECK(o[0] == 3 && o[1] == -1);
   CHECK(!smcr::first_bad_index_cpu(bad.data(), -1, 4, nullptr, o).ok());
+
+  // all of one call at once: x (rows 3 bad), y (row 1 bad), the index
+  std::vector<double> y(2 * 5, 0.5);
+  y[1 * 5 + 2] = inf;
+  index_t all[4] = {0, 0, 0, 0};
+  CHECK_OK(smcr::first_invalid_cpu<double>(x.data(), 7, 5, y.data(), 2, 5, bad.data(), 6, 4,
+                                           counts.data(), all));
+  CHECK(all[0] == 3 && all[1] == 1 && all[2] == 3 && all[3] == 1);
+  CHECK_OK(smcr::first_invalid_cpu<double>(y.data(), 1, 5, nullptr, 0, 0, nullptr, 0, 4, nullptr,
+                                           all));
+  CHECK(all[0] == -1 && all[1] == -1 && all[2] == -1 && all[3] == -1);
 }
 
 int main() {

@@ -131,8 +131,9 @@ void test_loss(bool bf16_memory) {
   Dev<float> dmem(mem);
   Dev<smcr::bf16> dmem_bf(mem_bf);
   Dev<index_t> dptr(ptr), drows(rows), dtgt(tgt);
-  std::vector<float> run_max(b, -INFINITY), zeros(b, 0.f), e0(b * d, 0.f);
-  Dev<float> dmax(run_max), dsum(zeros), dtl(zeros), de(e0), dmeans(nb * d), ds(b * nb);
+  // state left as NaN: the first block (first_block = true) must start it without reading
+  std::vector<float> nans(b, NAN), e0(b * d, NAN);
+  Dev<float> dmax(nans), dsum(nans), dtl(nans), de(e0), dmeans(nb * d), ds(b * nb);
   for (index_t l0 = 0; l0 < nl; l0 += nb) {
     const index_t n = std::min(nb, nl - l0);
     if (bf16_memory)
@@ -152,9 +153,10 @@ void test_loss(bool bf16_memory) {
     ds.put(s);
     CHECK_OK_V((smcr::hybrid_memory_softmax_block_cuda<float, float>(
         ds.p, ds.p, b, n, n, l0, dptr.p, dtgt.p, 1.f / tau, dmax.p, dsum.p, dtl.p, de.p, d,
-        nullptr)));
+        l0 == 0, nullptr)));
     auto p = ds.get();
     auto e = de.get();
+    if (l0 == 0) std::fill(e.begin(), e.end(), 0.f);  // the caller's E = P C
     for (index_t i = 0; i < b; ++i)
       for (index_t k = 0; k < n; ++k)
         for (index_t t = 0; t < d; ++t) e[i * d + t] += p[i * n + k] * c[k * d + t];
@@ -275,6 +277,21 @@ static void test_value_checks() {
   CHECK_OK(smcr::first_bad_index_cuda(db.p, 3, 4, nullptr, out.p + 1, nullptr));
   h = out.get();
   CHECK(h[1] == -1 && h[2] == -1);
+
+  // all of one call in one kernel: x (row 517 bad), y (row 2 bad), the index
+  std::vector<float> y(4 * 300, 1.f);
+  y[2 * 300 + 150] = std::nanf("");
+  y[3 * 300] = HUGE_VALF;
+  Dev<float> dy(y);
+  Dev<index_t> all(std::vector<index_t>{7, 7, 7, 7});
+  CHECK_OK(smcr::first_invalid_cuda<float>(dx.p, 1000, 300, dy.p, 4, 300, db.p, 6, 4, dc.p,
+                                           all.p, nullptr));
+  h = all.get();
+  CHECK(h[0] == 517 && h[1] == 2 && h[2] == 3 && h[3] == 1);
+  CHECK_OK(smcr::first_invalid_cuda<float>(dx.p, 500, 300, nullptr, 0, 0, nullptr, 0, 4, nullptr,
+                                           all.p, nullptr));
+  h = all.get();
+  CHECK(h[0] == -1 && h[1] == -1 && h[2] == -1 && h[3] == -1);
 }
 
 int main() {
