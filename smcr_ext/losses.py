@@ -432,21 +432,23 @@ def soft_triplet(
 # --------------------------------------------------------------------------- backward ops
 
 
-def _hybrid_memory_loss_backward(grad_loss: torch.Tensor, grad_per_sample: torch.Tensor,
+def _hybrid_memory_loss_backward(grad_loss: torch.Tensor, grad_per_sample: torch.Tensor | None,
                                  grad_cache: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The backward op of :func:`hybrid_memory_loss` (what autograd calls):
     d L / d f_i = (grad_loss / B + grad_per_sample_i) * grad_cache_i, where grad_cache (B, D)
-    is d per_sample_i / d f_i, accumulated by the forward pass; returned in `dtype`."""
+    is d per_sample_i / d f_i, accumulated by the forward pass; returned in `dtype`.
+    grad_per_sample None counts as zero (per_sample was not used)."""
     return _ops._hybrid_memory_loss_backward(grad_loss, grad_per_sample, grad_cache, dtype)
 
 
-def _soft_triplet_backward(grad_loss: torch.Tensor, grad_per_anchor: torch.Tensor,
+def _soft_triplet_backward(grad_loss: torch.Tensor, grad_per_anchor: torch.Tensor | None,
                            student: torch.Tensor, pos_index: torch.Tensor,
                            neg_index: torch.Tensor, dist_ap: torch.Tensor,
                            dist_an: torch.Tensor, grad_coef: torch.Tensor,
                            dtype: torch.dtype) -> torch.Tensor:
     """The backward op of :func:`soft_triplet` (what autograd calls), from the forward's
-    mined indices, distances and d loss_i / d d_ip coefficients; returned in `dtype`."""
+    mined indices, distances and d loss_i / d d_ip coefficients; returned in `dtype`.
+    grad_per_anchor None counts as zero (per_anchor was not used)."""
     return _ops._soft_triplet_backward(grad_loss, grad_per_anchor, student, pos_index,
                                        neg_index, dist_ap, dist_an, grad_coef, dtype)
 

@@ -165,10 +165,15 @@ def test_opcheck():
                                               torch.full((4,), 0.5, dtype=f64), cache,
                                               torch.float32)
     torch.testing.assert_close(g, (cache * (2.0 / 4 + 0.5)).float())
-    torch.library.opcheck(
-        torch.ops.smcr._hybrid_memory_loss_backward.default,
-        (torch.tensor(1.0, dtype=f64), torch.rand(4, dtype=f64), cache, torch.float32),
-    )
+    # grad_per_sample None (per_sample unused: autograd passes no tensor of zeros) = zeros
+    g0 = smcr_ext._hybrid_memory_loss_backward(torch.tensor(2.0, dtype=f64), None, cache,
+                                               torch.float64)
+    torch.testing.assert_close(g0, cache * (2.0 / 4), rtol=0, atol=0)
+    for gps in (torch.rand(4, dtype=f64), None):
+        torch.library.opcheck(
+            torch.ops.smcr._hybrid_memory_loss_backward.default,
+            (torch.tensor(1.0, dtype=f64), gps, cache, torch.float32),
+        )
     torch.library.opcheck(
         torch.ops.smcr.hybrid_memory_update_.default,
         (memory.clone(), torch.tensor([3, 0, 3, 14]), features, 0.2),

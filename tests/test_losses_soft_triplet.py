@@ -69,11 +69,17 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.smcr.soft_triplet.default, (x, teacher, labels, 0.0))
     torch.library.opcheck(torch.ops.smcr.soft_triplet.default, (x.float(), None, labels, 0.2))
     out = torch.ops.smcr.soft_triplet(student, teacher, labels, 0.0)
-    torch.library.opcheck(
-        torch.ops.smcr._soft_triplet_backward.default,
-        (torch.tensor(1.0, dtype=f64), torch.rand(8, dtype=f64), student, out[2], out[3], out[4],
-         out[5], out[6], torch.float64),
-    )
+    for gpa in (torch.rand(8, dtype=f64), None):  # None: per_anchor unused, counts as zero
+        torch.library.opcheck(
+            torch.ops.smcr._soft_triplet_backward.default,
+            (torch.tensor(1.0, dtype=f64), gpa, student, out[2], out[3], out[4], out[5], out[6],
+             torch.float64),
+        )
+    gl = torch.tensor(1.5, dtype=f64)
+    args = (student, out[2], out[3], out[4], out[5], out[6], torch.float64)
+    torch.testing.assert_close(torch.ops.smcr._soft_triplet_backward(gl, None, *args),
+                               torch.ops.smcr._soft_triplet_backward(gl, torch.zeros(8, dtype=f64),
+                                                                     *args), rtol=0, atol=0)
 
 
 def test_teacher_gets_no_gradient():

@@ -28,24 +28,33 @@ using torch::autograd::variable_list;
 using HmTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using HmSig = HmTuple(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                       const at::Tensor&, double, double, int64_t, bool);
-using HmBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                 at::ScalarType);
+using HmBackwardSig = at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&,
+                                 const at::Tensor&, at::ScalarType);
 using StTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
                            at::Tensor>;
 using StSig = StTuple(const at::Tensor&, const std::optional<at::Tensor>&, const at::Tensor&,
                       double);
-using StBackwardSig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+using StBackwardSig = at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&,
                                  const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&, at::ScalarType);
+                                 const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                 at::ScalarType);
 
 template <typename Sig>
 c10::TypedOperatorHandle<Sig> find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
 }
 
-// An undefined incoming gradient (that output was not used) counts as zero.
+// Gradients are not materialised (set_materialize_grads(false)): an output that was not used
+// (per_sample, per_anchor, and the non-differentiable ones, in a usual step) gets an undefined
+// gradient instead of a tensor of zeros, i.e. no fill per backward (on CUDA, one launch each,
+// B x D for the gradient cache). The per-row gradient is passed on as None; the loss's, used
+// in every real step, becomes a zero only when it is missing.
 at::Tensor or_zeros(const at::Tensor& grad, at::IntArrayRef shape, const at::Tensor& like) {
   return grad.defined() ? grad : at::zeros(shape, like.options());
+}
+
+std::optional<at::Tensor> or_none(const at::Tensor& grad) {
+  return grad.defined() ? std::optional<at::Tensor>(grad) : std::nullopt;
 }
 
 class HybridMemoryLossFn : public torch::autograd::Function<HybridMemoryLossFn> {
@@ -59,6 +68,7 @@ class HybridMemoryLossFn : public torch::autograd::Function<HybridMemoryLossFn> 
     at::AutoDispatchBelowADInplaceOrView below;
     auto [loss, per_sample, cache] = op.call(features, memory, label_ptr, label_rows, targets,
                                              temperature, eps, block_size, compute_grad);
+    ctx->set_materialize_grads(false);
     ctx->saved_data["compute_grad"] = compute_grad;
     ctx->saved_data["dtype"] = static_cast<int64_t>(features.scalar_type());
     ctx->save_for_backward({cache});
@@ -73,7 +83,7 @@ class HybridMemoryLossFn : public torch::autograd::Function<HybridMemoryLossFn> 
                "gradient; call smcr_ext.hybrid_memory_loss with features that require grad");
     const at::Tensor cache = ctx->get_saved_variables()[0];
     const at::Tensor grad_loss = or_zeros(grads[0], {}, cache);
-    const at::Tensor grad_per_sample = or_zeros(grads[1], {cache.size(0)}, cache);
+    const std::optional<at::Tensor> grad_per_sample = or_none(grads[1]);
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     at::Tensor grad_features = op.call(grad_loss, grad_per_sample, cache, dtype);
     return {grad_features, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
@@ -99,6 +109,7 @@ class SoftTripletFn : public torch::autograd::Function<SoftTripletFn> {
     static const auto op = find_op<StSig>("smcr::soft_triplet");
     at::AutoDispatchBelowADInplaceOrView below;
     auto [loss, per_anchor, pos, neg, dap, dan, coef] = op.call(student, teacher, labels, margin);
+    ctx->set_materialize_grads(false);
     ctx->saved_data["dtype"] = static_cast<int64_t>(student.scalar_type());
     ctx->save_for_backward({student, pos, neg, dap, dan, coef});
     ctx->mark_non_differentiable({pos, neg, dap, dan, coef});
@@ -110,7 +121,7 @@ class SoftTripletFn : public torch::autograd::Function<SoftTripletFn> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& coef = saved[5];
     const at::Tensor grad_loss = or_zeros(grads[0], {}, coef);
-    const at::Tensor grad_per_anchor = or_zeros(grads[1], {coef.size(0)}, coef);
+    const std::optional<at::Tensor> grad_per_anchor = or_none(grads[1]);
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     at::Tensor grad_student = op.call(grad_loss, grad_per_anchor, saved[0], saved[1], saved[2],
                                       saved[3], saved[4], coef, dtype);

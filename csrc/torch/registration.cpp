@@ -28,7 +28,7 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor targets, float temperature, float eps, int block_size, bool compute_grad) -> "
       "(Tensor loss, Tensor per_sample, Tensor grad_cache)");
   m.def(
-      "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor grad_per_sample, Tensor grad_cache, "
+      "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor? grad_per_sample, Tensor grad_cache, "
       "ScalarType dtype) -> Tensor");
   m.def("hybrid_memory_update_(Tensor(a!) memory, Tensor rows, Tensor features, float momentum) -> ()");
   m.def(
@@ -39,7 +39,7 @@ TORCH_LIBRARY(smcr, m) {
       "_first_invalid(Tensor x, Tensor? y, Tensor? index, int bound, Tensor? counts) -> "
       "Tensor");
   m.def(
-      "_soft_triplet_backward(Tensor grad_loss, Tensor grad_per_anchor, Tensor student, "
+      "_soft_triplet_backward(Tensor grad_loss, Tensor? grad_per_anchor, Tensor student, "
       "Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, Tensor grad_coef, "
       "ScalarType dtype) -> Tensor");
 }
