@@ -174,3 +174,29 @@ def test_forward_value_checks_name_the_argument(monkeypatch):
         memory(f.numpy(), good)
     with pytest.raises(ValueError, match=r"rows must be \(B,\)"):
         memory(f, good[:2])
+
+
+def test_update_checks_values_unless_told_they_were_checked(monkeypatch):
+    memory = HybridMemory.from_features(None, None, F.normalize(torch.randn(8, 4), dim=1))
+    f = F.normalize(torch.randn(2, 4), dim=1)
+    rows = torch.tensor([3, 5])
+    seen = []
+    real = smcr_ext.hybrid_memory_update_
+    monkeypatch.setattr(smcr_ext, "hybrid_memory_update_",
+                        lambda *a, **k: seen.append(k["validate"]) or real(*a, **k))
+    memory.update(f, rows)  # default: this memory's validate (True)
+    memory.update(f, rows, validate=False)  # a loop whose forward checked these already
+    assert seen == [True, False]
+    bad = f.clone()
+    bad[0, 1] = float("inf")
+    before = memory.features.clone()
+    with pytest.raises(ValueError, match=r"features must be finite; rows \[0\]"):
+        memory.update(bad, rows)
+    with pytest.raises(ValueError, match=r"rows must be in \[0, M = 8\)"):
+        memory.update(f, torch.tensor([3, 8]))
+    assert torch.equal(memory.features, before)  # nothing written by a rejected update
+    quiet = HybridMemory.from_features(None, None, torch.randn(8, 4), validate=False)
+    seen.clear()
+    quiet.update(f, rows)
+    quiet.update(f, rows, validate=True)
+    assert seen == [False, True]

@@ -265,15 +265,21 @@ class HybridMemory(nn.Module):
         ).loss
 
     @torch.no_grad()
-    def update(self, features: torch.Tensor, rows: torch.Tensor) -> None:
+    def update(self, features: torch.Tensor, rows: torch.Tensor, *,
+               validate: bool | None = None) -> None:
         """Momentum update of the rows of this step's samples (after the backward): gathers
         (features, rows) from every rank, then applies them in rank order, each batch in
-        order; a row listed twice gets both updates in that order."""
+        order; a row listed twice gets both updates in that order.
+
+        validate: check the values first (default: this memory's `validate`). A training
+        loop that passes the very features and rows that went through :meth:`forward` in
+        this step (checked there, on every rank) may pass False to spare the check's host
+        synchronisation on CUDA; shapes are always checked."""
         features = features.detach()
         rows = torch.as_tensor(rows, device=features.device).to(torch.int64)
         features, rows = self._gather(features, rows)
         smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum,
-                                       validate=self.validate)
+                                       validate=self.validate if validate is None else validate)
 
     def _gather(self, features: torch.Tensor, rows: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

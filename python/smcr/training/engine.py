@@ -375,7 +375,9 @@ def refine_epoch(
         optimizer.step()
         step = step0 + it
         for b, out, r in zip(branches, outs, rows, strict=True):
-            b.memory.update(out.embedding.detach().float(), r)
+            # the features and rows that b.memory's forward checked in this step: no second
+            # check (and no second host synchronisation on CUDA)
+            b.memory.update(out.embedding.detach().float(), r, validate=False)
             ema_update(b.teacher, b.student, ema, step, buffers=not use_col)
         sums.add("loss", smcr_loss(loss_joint, loss_col, alpha, beta))
         for b, lj in zip(branches, loss_joint, strict=True):
