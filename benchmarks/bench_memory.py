@@ -120,6 +120,29 @@ def ours_step(f0, memory, index, rows, validate=True):
     return loss
 
 
+def in_cuda_graph(step, warmup: int = 3):
+    """`step` (no arguments, no host synchronisation: ours with validate=False) captured once
+    in a CUDA graph; returns its replay, or the reason the capture failed (reported in the
+    table instead of ending the run). What a user gets from torch.cuda.graphs or
+    torch.compile(mode="reduce-overhead"): the device's time, no per-launch host cost."""
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        graph.replay()
+        torch.cuda.synchronize()
+        return graph.replay
+    except Exception as e:  # noqa: BLE001  (the benchmark reports it and goes on)
+        torch.cuda.synchronize()
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
 def floor_step(f0, memory, grad_scores):
     s = f0 @ memory.t()  # (B, M)
     g = grad_scores @ memory  # (B, d)
@@ -176,6 +199,7 @@ def run_size(n_t: int, args) -> list[str]:
         "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    graph_rows = []  # CUDA: (b) and (c) captured in a CUDA graph, validate=False
     for b in args.batch:
         f0, rows = make_batch(b, c_s, n_t, args.d, dev, args.seed + b)
         # Agreement on one step from the same memory.
@@ -193,6 +217,14 @@ def run_size(n_t: int, args) -> list[str]:
         }
         if args.skip_plain:
             del variants["a"]
+        failed = {}
+        if dev == "cuda":
+            for key, mem in (("gb", memory), ("gc", mem_bf16)):
+                replay = in_cuda_graph(partial(ours_step, f0, mem.clone(), index, rows, False))
+                if callable(replay):
+                    variants[key] = replay
+                else:
+                    failed[key] = replay
         res = time_interleaved(variants, dev, args.warmup, args.steps)
         variants = gs = None  # free the working copies before the next batch size
         ta, pa = res.get("a", (float("nan"), float("nan")))
@@ -203,7 +235,22 @@ def run_size(n_t: int, args) -> list[str]:
             f"{la:.6f} vs {lb:.6f} (memory after one update: max diff {mem_diff:.1e}) |"
         )
         print(lines[-1], flush=True)
+        if dev == "cuda":
+            cells = [f"{res[k][0]:.3f}" if k in res else f"capture failed ({failed[k]})"
+                     for k in ("gb", "gc")]
+            graph_rows.append(f"| {b} | {tb:.2f} | {cells[0]} | {tc:.2f} | {cells[1]} |")
     load = os.getloadavg()[0] if dev == "cpu" else float("nan")
+    if graph_rows:
+        lines += [
+            "",
+            "The same steps captured in a CUDA graph (validate=False, replayed; the device's "
+            "time without per-launch host cost):",
+            "",
+            "| B | (b) ours f32 ms | (b) in a CUDA graph ms | (c) ours bf16 ms | "
+            "(c) in a CUDA graph ms |",
+            "|---|---|---|---|---|",
+            *graph_rows,
+        ]
     lines += [
         "",
         f"- label index (once per relabelling, not in the step): {index_ms:.1f} ms; memory "
@@ -240,6 +287,10 @@ def run_overhead(args) -> list[str]:
     def update(validate):
         smcr_ext.hybrid_memory_update_(memory, rows, f0, validate=validate)
 
+    def step(validate):
+        loss_fwd_bwd(validate)
+        update(validate)
+
     def triplet_fwd_bwd():
         f = f0.clone().requires_grad_()
         smcr_ext.soft_triplet(f, teacher, labels).loss.backward()
@@ -258,10 +309,19 @@ def run_overhead(args) -> list[str]:
         "hybrid_memory_loss, forward + backward, validate=False": partial(loss_fwd_bwd, False),
         "hybrid_memory_update_": partial(update, True),
         "hybrid_memory_update_, validate=False": partial(update, False),
+        "training step: loss forward + backward + update": partial(step, True),
+        "training step, validate=False": partial(step, False),
         "soft_triplet, forward + backward": triplet_fwd_bwd,
         "floor: (F @ M^T).sum() forward + backward (two autograd ops)": autograd_floor,
         "plain PyTorch loss (SpCL's), forward + backward": plain_fwd_bwd,
     }
+    if dev == "cuda":
+        replay = in_cuda_graph(partial(step, False))
+        name = "training step, validate=False, in a CUDA graph (replay)"
+        if callable(replay):
+            variants[name] = replay
+        else:
+            print(f"{name}: capture failed ({replay})", flush=True)
     calls, rounds = 50, args.overhead_rounds
     per_call = {name: [] for name in variants}
     for r in range(rounds + 2):  # two warm-up rounds
@@ -275,23 +335,51 @@ def run_overhead(args) -> list[str]:
                 torch.cuda.synchronize()
             if r >= 2:
                 per_call[name].append((time.perf_counter() - t0) / calls * 1e6)
+    work = {name: work_per_call(fn, dev) for name, fn in variants.items()}
     load = os.getloadavg()[0]
+    what = "device ops (kernels, memsets, copies)" if dev == "cuda" else "ops dispatched"
     lines = [
         f"### Fixed cost per call: M = {c_s + n_t} rows, d = {d}, B = {b}, {device_name(dev)}",
         "",
-        "| call | µs per call (median) |",
-        "|---|---|",
+        f"| call | µs per call (median) | {what} per call |",
+        "|---|---|---|",
     ]
-    lines += [f"| {name} | {statistics.median(v):.0f} |" for name, v in per_call.items()]
+    lines += [f"| {name} | {statistics.median(v):.0f} | {work[name]:g} |"
+              for name, v in per_call.items()]
     lines += [
         "",
         f"- wall time of {calls} calls in a row{' (synchronised at both ends)' if dev == 'cuda' else ''}, "
         f"median of {rounds} rounds, the variants interleaved round by round; torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads; 1-minute load average at the "
         f"end: {load:.1f} on {os.cpu_count()} cores",
+        "- " + ("device ops: the CUDA activities torch.profiler records per call (each one a "
+                "launch or a copy the host queues)" if dev == "cuda" else
+                "ops dispatched: the aten:: and smcr:: ops torch.profiler records per call, "
+                "nested ones included (on a GPU most of the leaf ones are launches)"),
         "",
     ]
     return lines
+
+
+def work_per_call(fn, dev: str, calls: int = 5) -> float:
+    """What one call asks of the backend, counted by torch.profiler over `calls` calls: on
+    CUDA the device activities (kernels, memsets, copies), on the CPU the aten:: and smcr::
+    ops dispatched (nested ones included)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(calls):
+            fn()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+    events = prof.events()
+    if dev == "cuda":
+        n = sum(1 for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    else:
+        n = sum(1 for e in events if e.name.startswith(("aten::", "smcr::")))
+    return n / calls
 
 
 def main() -> None:

@@ -370,3 +370,70 @@ def test_first_invalid_cuda_matches_cpu(dtype):
         assert out.device.type == "cuda" and out.tolist() == cpu
     torch.library.opcheck(torch.ops.smcr._first_invalid.default,
                           (x.to(DEV), None, index.to(DEV), 60, None))
+    mixed = (x[:400].to(DEV), y.double().to(DEV), index.to(DEV), 50, counts.to(DEV))
+    assert torch.ops.smcr._first_invalid(*mixed).tolist() == \
+        torch.ops.smcr._first_invalid(*[a.cpu() if isinstance(a, torch.Tensor) else a
+                                        for a in mixed]).tolist()
+
+
+# ------------------------------------------------------------------------------ graphs, syncs
+
+
+def _graph_case(memory_dtype):
+    features, memory, row_labels, _ = make_case(b=48, m=3000, d=128, num_labels=900, seed=21)
+    index = smcr_ext.label_index(row_labels.to(DEV))
+    rows = torch.randint(0, 3000, (48,), generator=torch.Generator().manual_seed(2)).to(DEV)
+    return features.float().to(DEV), memory.to(memory_dtype).to(DEV), index, rows
+
+
+def _unchecked_step(f0, memory, index, rows, teacher=None):
+    """One training step of the losses with validate=False: loss, backward, update (and the
+    soft triplet when a teacher is given)."""
+    f = f0.clone().requires_grad_()
+    loss = smcr_ext.hybrid_memory_loss(f, memory, index, index.row_labels[rows],
+                                       validate=False).loss
+    if teacher is not None:
+        loss = loss + smcr_ext.soft_triplet(f, teacher, index.row_labels[rows],
+                                            validate=False).loss
+    loss.backward()
+    smcr_ext.hybrid_memory_update_(memory, rows, f.detach(), validate=False)
+    return loss, f.grad
+
+
+@pytest.mark.parametrize("memory_dtype", [torch.float32, torch.bfloat16])
+def test_unchecked_step_never_synchronises(memory_dtype):
+    f0, memory, index, rows = _graph_case(memory_dtype)
+    teacher = f0.flip(0).contiguous()
+    _unchecked_step(f0, memory, index, rows, teacher)  # warm (cuBLAS handles, allocator)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _unchecked_step(f0, memory, index, rows, teacher)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("memory_dtype", [torch.float32, torch.bfloat16])
+def test_unchecked_step_replays_in_a_cuda_graph(memory_dtype):
+    f0, memory, index, rows = _graph_case(memory_dtype)
+    teacher = f0.flip(0).contiguous()
+    eager, graphed = memory.clone(), memory.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        scratch = memory.clone()
+        for _ in range(3):
+            _unchecked_step(f0, scratch, index, rows, teacher)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss_g, grad_g = _unchecked_step(f0, graphed, index, rows, teacher)
+    assert torch.equal(graphed, memory)  # capturing runs nothing
+    for _ in range(2):  # each replay = one eager step on the same memory
+        graph.replay()
+        loss_e, grad_e = _unchecked_step(f0, eager, index, rows, teacher)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(loss_g.detach(), loss_e.detach(), rtol=0, atol=1e-6)
+        torch.testing.assert_close(grad_g, grad_e, rtol=0, atol=1e-6)
+        torch.testing.assert_close(graphed.float(), eager.float(), rtol=0, atol=1e-6)
