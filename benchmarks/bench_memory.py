@@ -193,7 +193,8 @@ def run_size(n_t: int, args) -> list[str]:
     lines = [
         f"### N_t = {n_t:,} target + C_s = {c_s:,} source rows (M = {m:,}), d = {args.d}, "
         f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}"
-        + (", ours without value checks" if args.no_validate else ""),
+        + (", ours without value checks" if args.no_validate else "")
+        + (", TF32 float32 products" if args.tf32 and dev == "cuda" else ""),
         "",
         "| B | (a) plain ms | (b) ours f32 ms | (c) ours bf16 ms | (f) floor of (a) ms | "
         "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
@@ -426,7 +427,8 @@ def main() -> None:
         out += lines
     if args.results is not None:
         key = (f"bench_memory {args.device} {args.labels} sizes={','.join(map(str, args.sizes))} "
-               f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else ""))
+               f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else "")
+               + (" tf32" if args.tf32 else ""))
         upsert(args.results, key, "\n".join(out))
 
 

@@ -253,11 +253,13 @@ class HybridMemory(nn.Module):
         if self.validate and features.dim() == 2 and features.is_floating_point():
             # the op wrappers' one-op check: the targets are the labels of valid rows, so each
             # is carried by a row and needs no check of its own
-            rows64 = rows.to(torch.int64).contiguous()
-            bad_row, _, out_of_range, _ = _first_invalid(features.detach(), None, rows64, m)
-            _raise_bad_values(features, "features", bad_row, rows64, "rows", out_of_range,
+            rows = rows.to(torch.int64).contiguous()
+            bad_row, _, out_of_range, _ = _first_invalid(features.detach(), None, rows, m)
+            _raise_bad_values(features, "features", bad_row, rows, "rows", out_of_range,
                               f"in [0, M = {m})")
-        targets = self.labels[rows.clamp(0, m - 1)]
+        else:  # unchecked rows: clamped, so that a bad one cannot index out of bounds
+            rows = rows.clamp(0, m - 1)
+        targets = self.labels[rows]
         # shapes and dtypes (and, with validate=False, nothing else) are checked by the wrapper
         return smcr_ext.hybrid_memory_loss(
             features, self.features, self.label_index, targets, self.temperature, eps=self.eps,
