@@ -434,6 +434,7 @@ def test_unchecked_step_replays_in_a_cuda_graph(memory_dtype):
         graph.replay()
         loss_e, grad_e = _unchecked_step(f0, eager, index, rows, teacher)
         torch.cuda.synchronize()
-        torch.testing.assert_close(loss_g.detach(), loss_e.detach(), rtol=0, atol=1e-6)
-        torch.testing.assert_close(grad_g, grad_e, rtol=0, atol=1e-6)
-        torch.testing.assert_close(graphed.float(), eager.float(), rtol=0, atol=1e-6)
+        # the same kernels; cuBLAS may pick another algorithm for the captured products
+        torch.testing.assert_close(loss_g.detach(), loss_e.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad_g, grad_e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(graphed.float(), eager.float(), rtol=1e-5, atol=1e-6)
