@@ -182,6 +182,12 @@ def run_size(n_t: int, args) -> list[str]:
     c_s = SIZES.get(n_t, max(1, n_t // 30))
     dev = args.device
     memory, row_labels = make_memory(n_t, c_s, args.d, args.labels, args.clustered, dev, args.seed)
+    if args.layout == "grouped":
+        # rows stored in label order (each cluster's rows together, the single-row labels on
+        # consecutive rows): the same memory and labels, permuted; the batch's rows are drawn
+        # from the permuted memory as usual
+        order = torch.argsort(row_labels, stable=True)
+        memory, row_labels = memory[order].contiguous(), row_labels[order]
     m = memory.shape[0]
     t0 = time.perf_counter()
     index = smcr_ext.label_index(row_labels)
@@ -194,7 +200,8 @@ def run_size(n_t: int, args) -> list[str]:
         f"### N_t = {n_t:,} target + C_s = {c_s:,} source rows (M = {m:,}), d = {args.d}, "
         f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}"
         + (", ours without value checks" if args.no_validate else "")
-        + (", TF32 float32 products" if args.tf32 and dev == "cuda" else ""),
+        + (", TF32 float32 products" if args.tf32 and dev == "cuda" else "")
+        + (", rows grouped by label" if args.layout == "grouped" else ""),
         "",
         "| B | (a) plain ms | (b) ours f32 ms | (c) ours bf16 ms | (f) floor of (a) ms | "
         "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
@@ -392,6 +399,10 @@ def main() -> None:
     p.add_argument("--d", type=int, default=2048)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--labels", choices=["clustered", "instances"], default="clustered")
+    p.add_argument("--layout", choices=["scattered", "grouped"], default="scattered",
+                   help="where the rows of a label lie: at random (SpCL's memory, rows in "
+                        "dataset order) or grouped by label, so that the single-row labels "
+                        "sit on consecutive rows, which the CPU glue multiplies in place")
     p.add_argument("--clustered", type=float, default=0.75,
                    help="fraction of target rows in clusters (--labels clustered)")
     p.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
@@ -428,7 +439,7 @@ def main() -> None:
     if args.results is not None:
         key = (f"bench_memory {args.device} {args.labels} sizes={','.join(map(str, args.sizes))} "
                f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else "")
-               + (" tf32" if args.tf32 else ""))
+               + (" tf32" if args.tf32 else "") + (" grouped" if args.layout == "grouped" else ""))
         upsert(args.results, key, "\n".join(out))
 
 
