@@ -19,30 +19,40 @@ __device__ inline void record_first(index_t* out, index_t i) {
   atomicMin(reinterpret_cast<unsigned long long*>(out), static_cast<unsigned long long>(i));
 }
 
+// The two per-element checks every kernel below is made of.
+// Element k of a row-major matrix with `cols` columns: out[0] = min over its row if not finite.
+template <typename T>
+__device__ inline void check_element(const T* x, index_t k, index_t cols, index_t* out) {
+  if (!isfinite(x[k])) record_first(out, k / cols);
+}
+
+// Index i: out[0] = min i outside [0, bound); out[1] = min i in range whose count is 0.
+__device__ inline void check_index(const index_t* index, index_t i, index_t bound,
+                                   const index_t* counts, index_t* out) {
+  const index_t v = index[i];
+  if (v < 0 || v >= bound) {
+    record_first(out, i);
+  } else if (counts != nullptr && counts[v] == 0) {
+    record_first(out + 1, i);
+  }
+}
+
 template <typename T>
 __global__ void nonfinite_rows_kernel(const T* __restrict__ x, index_t rows, index_t cols,
                                       index_t* out) {
   const index_t total = rows * cols;
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
-       k += stride) {
-    const T v = x[k];
-    if (!isfinite(v)) record_first(out, k / cols);
-  }
+       k += stride)
+    check_element(x, k, cols, out);
 }
 
 __global__ void bad_index_kernel(const index_t* __restrict__ index, index_t n, index_t bound,
                                  const index_t* __restrict__ counts, index_t* out) {
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
-    const index_t v = index[i];
-    if (v < 0 || v >= bound) {
-      record_first(out, i);
-    } else if (counts != nullptr && counts[v] == 0) {
-      record_first(out + 1, i);
-    }
-  }
+       i += stride)
+    check_index(index, i, bound, counts, out);
 }
 
 // All checks of one call in one pass: positions [0, nx) are x's elements, [nx, nx + ny)
@@ -56,20 +66,9 @@ __global__ void first_invalid_kernel(const T* __restrict__ x, index_t nx, index_
   const index_t stride = static_cast<index_t>(gridDim.x) * blockDim.x;
   for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
        k += stride) {
-    if (k < nx) {
-      if (!isfinite(x[k])) record_first(out, k / x_cols);
-    } else if (k < nx + ny) {
-      const index_t j = k - nx;
-      if (!isfinite(y[j])) record_first(out + 1, j / y_cols);
-    } else {
-      const index_t i = k - nx - ny;
-      const index_t v = index[i];
-      if (v < 0 || v >= bound) {
-        record_first(out + 2, i);
-      } else if (counts != nullptr && counts[v] == 0) {
-        record_first(out + 3, i);
-      }
-    }
+    if (k < nx) check_element(x, k, x_cols, out);
+    else if (k < nx + ny) check_element(y, k - nx, y_cols, out + 1);
+    else check_index(index, k - nx - ny, bound, counts, out + 2);
   }
 }
 
