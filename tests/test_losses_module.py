@@ -32,9 +32,21 @@ def test_from_features_layout_and_relabel():
     stats = mem.relabel(torch.tensor([7, 7, -1, 2, 2, 2, -1, 7, 9, 9, -1, 2]))
     assert (stats.num_clusters, stats.num_outliers, stats.largest_cluster, stats.num_labels) == (
         3, 3, 4, 11)
-    # clusters 2, 7, 9 -> 0, 1, 2 (+5); outliers -> 3, 4, 5 (+5) in row order
-    assert mem.labels[5:].tolist() == [6, 6, 8, 5, 5, 5, 9, 6, 7, 7, 10, 5]
+    # clusters 2, 7, 9 -> 0, 1, 2 (+5); outliers -> 3, 4, 5 (+5) in dataset order
+    assert mem.target_labels.tolist() == [6, 6, 8, 5, 5, 5, 9, 6, 7, 7, 10, 5]
     assert mem.label_index.num_labels == 11
+    # the rows are stored in label order, each image's feature moved with it
+    assert mem.labels.tolist() == list(range(5)) + [5] * 4 + [6] * 3 + [7] * 2 + [8, 9, 10]
+    assert mem.target_rows(torch.tensor([3, 4, 5, 11, 0, 2, 6, 10])).tolist() == [
+        5, 6, 7, 8, 9, 14, 15, 16]
+    torch.testing.assert_close(mem.target_features, F.normalize(tgt, dim=1))
+    torch.testing.assert_close(mem.features[mem.target_rows(torch.arange(12))],
+                               F.normalize(tgt, dim=1))
+    # a second relabelling permutes from the current layout
+    mem.relabel(torch.tensor([-1, 0, 0, -1, 1, 1, 1, -1, 0, -1, 1, -1]))
+    assert mem.labels.tolist() == list(range(5)) + [5] * 3 + [6] * 4 + [7, 8, 9, 10, 11]
+    assert mem.target_rows(torch.tensor([0, 3, 7, 9, 11])).tolist() == [12, 13, 14, 15, 16]
+    torch.testing.assert_close(mem.target_features, F.normalize(tgt, dim=1))
     with pytest.raises(ValueError, match="target_labels"):
         mem.relabel(torch.zeros(5, dtype=torch.int64))
     with pytest.raises(ValueError, match="rows"):
@@ -66,16 +78,23 @@ def test_twenty_step_run_matches_reference():
     w0 = torch.randn(d_in, d, generator=g, dtype=f64)
     w_ours, w_ref = w0.clone().requires_grad_(), w0.clone().requires_grad_()
     memory = HybridMemory.from_features(_embed(src_x, w0), src_y, _embed(tgt_x, w0), dtype=f64)
+    # The reference keeps SpCL's layout (target image k on row C_s + k); ours stores the
+    # rows in label order, so its rows are compared through target_row.
+    def dataset_layout(t):
+        return torch.cat([t[:c_s], t[memory.target_row]])
+
+    ref_memory = memory.features.clone()
     memory.relabel(torch.randint(-1, 8, (n_t,), generator=g))
-    ref_memory, ref_labels = memory.features.clone(), memory.labels.clone()
+    ref_labels = dataset_layout(memory.labels)
     for step in range(20):
         if step == 10:
             memory.relabel(torch.randint(-1, 5, (n_t,), generator=g))
-            ref_labels = memory.labels.clone()
+            ref_labels = dataset_layout(memory.labels)
         si = torch.randint(0, n_src, (8,), generator=g)
         ti = torch.randint(0, n_t, (8,), generator=g)
         ti[3] = ti[0]  # the same target image twice in one batch
         rows_s, rows_t = memory.source_rows(src_y[si]), memory.target_rows(ti)
+        ref_rows_t = c_s + ti
         # ours
         fs, ft = _embed(src_x[si], w_ours), _embed(tgt_x[ti], w_ours)
         loss = memory(fs, rows_s) + memory(ft, rows_t)
@@ -83,7 +102,7 @@ def test_twenty_step_run_matches_reference():
         # reference
         rs, rt = _embed(src_x[si], w_ref), _embed(tgt_x[ti], w_ref)
         ref = (hybrid_memory_loss_reference(rs, ref_memory, ref_labels, ref_labels[rows_s])[0]
-               + hybrid_memory_loss_reference(rt, ref_memory, ref_labels, ref_labels[rows_t])[0])
+               + hybrid_memory_loss_reference(rt, ref_memory, ref_labels, ref_labels[ref_rows_t])[0])
         ref.backward()
         assert abs(loss.item() - ref.item()) <= 1e-9, step
         torch.testing.assert_close(w_ours.grad, w_ref.grad, rtol=1e-7, atol=1e-9)
@@ -92,9 +111,10 @@ def test_twenty_step_run_matches_reference():
                 w -= 0.5 * w.grad
                 w.grad = None
         memory.update(torch.cat([fs, ft]), torch.cat([rows_s, rows_t]))
-        hybrid_memory_update_reference(ref_memory, torch.cat([rows_s, rows_t]),
+        hybrid_memory_update_reference(ref_memory, torch.cat([rows_s, ref_rows_t]),
                                        torch.cat([rs, rt]).detach())
-        torch.testing.assert_close(memory.features, ref_memory, rtol=0, atol=1e-12)
+        torch.testing.assert_close(dataset_layout(memory.features), ref_memory, rtol=0,
+                                   atol=1e-12)
 
 
 def _ddp_worker(rank: int, world: int, init_file: str, result_file: str) -> None:
@@ -200,3 +220,32 @@ def test_update_checks_values_unless_told_they_were_checked(monkeypatch):
     quiet.update(f, rows)
     quiet.update(f, rows, validate=True)
     assert seen == [False, True]
+
+
+def test_state_dict_round_trip_and_old_states_without_target_row():
+    g = torch.Generator().manual_seed(3)
+    tgt = torch.randn(9, 4, generator=g)
+    mem = HybridMemory.from_features(torch.randn(4, 4, generator=g), torch.tensor([0, 0, 1, 2]),
+                                     tgt)
+    mem.relabel(torch.tensor([1, -1, 0, 1, -1, 0, 0, -1, 1]))
+    f = F.normalize(torch.randn(3, 4, generator=g), dim=1)
+    rows = mem.target_rows(torch.tensor([0, 4, 8]))
+    want = mem(f, rows)
+    again = HybridMemory(4, 3, 9)
+    again.load_state_dict(mem.state_dict())
+    assert torch.equal(again.target_row, mem.target_row)
+    assert torch.equal(again.target_features, mem.target_features)
+    torch.testing.assert_close(again(f, again.target_rows(torch.tensor([0, 4, 8]))), want)
+    # a state saved before the rows were kept in label order: image k on row C_s + k
+    old = HybridMemory.from_features(torch.randn(4, 4, generator=g), torch.tensor([0, 0, 1, 2]),
+                                     tgt)
+    state = {"features": old.features, "labels": old.labels}
+    loaded = HybridMemory(4, 3, 9)
+    loaded.load_state_dict(state)
+    assert loaded.target_row.tolist() == list(range(3, 12))
+    torch.testing.assert_close(loaded.target_features, F.normalize(tgt, dim=1))
+    loaded.relabel(torch.tensor([1, -1, 0, 1, -1, 0, 0, -1, 1]))  # permutes from there
+    torch.testing.assert_close(loaded.target_features, F.normalize(tgt, dim=1))
+    bad = dict(mem.state_dict(), target_row=torch.tensor([3, 3, 4, 5, 6, 7, 8, 9, 10]))
+    with pytest.raises(RuntimeError, match="target_row must be a permutation"):
+        HybridMemory(4, 3, 9).load_state_dict(bad)

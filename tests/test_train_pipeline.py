@@ -69,7 +69,8 @@ def test_one_run_writes_every_output(tmp_path, cache):
     assert load_checkpoint(d / "model_rihr.pt").embedding_dim > 0
 
 
-def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache):
+@pytest.mark.parametrize("old_checkpoint", [False, True])
+def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache, old_checkpoint):
     full = train(tiny(tmp_path / "a", cache, **{"schedule.epochs": 3, "schedule.eval_every": 3}),
                  progress=False)
 
@@ -78,11 +79,22 @@ def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache):
 
     def kill_after_first_epoch(event, info):
         if event == "checkpoint" and info["epoch"] == 1:
-            raise Killed
+            raise Killed(info["path"])
 
     cfg = tiny(tmp_path / "b", cache, **{"schedule.epochs": 3, "schedule.eval_every": 3})
-    with pytest.raises(Killed):
+    with pytest.raises(Killed) as killed:
         train(cfg, progress=False, callback=kill_after_first_epoch)
+    if old_checkpoint:
+        # a checkpoint written before the memory rows were kept in label order: the memory
+        # in dataset order (target image k on row C_s + k) and no memory_target_row
+        path = killed.value.args[0]
+        state = torch.load(path, weights_only=True)
+        for s in state["branches"].values():
+            rows = s.pop("memory_target_row")
+            c_s = s["memory_features"].shape[0] - rows.numel()
+            for key in ("memory_features", "memory_labels"):
+                s[key] = torch.cat([s[key][:c_s], s[key][rows]])
+        torch.save(state, path)
     resumed = train(cfg, progress=False)  # run.resume = auto
     a, b = full.run_dir, resumed.run_dir
     key = lambda r: (r["epoch"], r["branch"], r["clusters"], r["un_clustered"], r["largest_cluster"])  # noqa: E731

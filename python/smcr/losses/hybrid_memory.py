@@ -2,12 +2,18 @@
 (its L2-normalised centroid) and one row per target image, each row with a label in one
 shared label space, the joint contrastive loss over it, and its explicit momentum update.
 
-Layout (SpCL's):
+Layout:
     rows   [0, C_s)          source-class centroids, row c carries label c
-    rows   [C_s, C_s + N_t)  target instances, row C_s + k for target image k, carrying
-                             C_s + (its cluster), or a label of its own when un-clustered
-A source sample of class y uses row y; a target image with dataset index k uses row C_s + k
-(:meth:`HybridMemory.source_rows`, :meth:`HybridMemory.target_rows`).
+    rows   [C_s, C_s + N_t)  target instances, one row per target image, carrying C_s + (its
+                             cluster), or a label of its own when un-clustered (SpCL's labels)
+A source sample of class y uses row y; the row of target image k (its dataset index) is
+``target_row[k]`` (:meth:`HybridMemory.source_rows`, :meth:`HybridMemory.target_rows`).
+Unlike SpCL, the target rows are kept in label order: every relabelling permutes them so
+that each cluster's rows are consecutive and the un-clustered images (a label each) follow
+on consecutive rows. The label means of those single-row labels are then slices of the
+memory itself, which the loss multiplies in place instead of copying them (on a mid-training
+clustering, most of the memory). Before the first relabelling, target image k is on row
+C_s + k.
 
 A training step reads:
     loss_joint = memory(features, rows)     # Eq. 4-5 / 9-10 (no state change)
@@ -91,6 +97,7 @@ class HybridMemory(nn.Module):
 
     features: torch.Tensor
     labels: torch.Tensor
+    target_row: torch.Tensor
 
     def __init__(
         self,
@@ -131,6 +138,9 @@ class HybridMemory(nn.Module):
         m = self.num_source_classes + self.num_target
         self.register_buffer("features", torch.zeros(m, num_features, dtype=dtype, device=device))
         self.register_buffer("labels", torch.arange(m, dtype=torch.int64, device=device))
+        # the memory row of every target image (dataset index k), permuted by relabel
+        self.register_buffer("target_row", torch.arange(
+            self.num_source_classes, m, dtype=torch.int64, device=device))
         self._index: smcr_ext.LabelIndex | None = None
         self._index_key: tuple | None = None
 
@@ -202,8 +212,16 @@ class HybridMemory(nn.Module):
         new[clustered] = compact
         n_out = int((~clustered).sum())
         new[~clustered] = k + torch.arange(n_out, device=t.device)
+        # Store the target rows in label order: image order[j] moves to row C_s + j. The
+        # sort is stable, so the permutation depends only on the labels (identical on every
+        # rank) and the un-clustered images keep their dataset order.
+        c_s = self.num_source_classes
+        order = torch.argsort(new, stable=True)
         with torch.no_grad():
-            self.labels[self.num_source_classes:] = self.num_source_classes + new
+            self.features[c_s:] = self.features[self.target_row[order]]
+            self.labels[c_s:] = c_s + new[order]
+            self.target_row[order] = torch.arange(c_s, c_s + self.num_target,
+                                                  device=self.target_row.device)
         self._index = None
         return RelabelStats(k, n_out, int(sizes.max()) if k else 0,
                             self.num_source_classes + k + n_out)
@@ -211,17 +229,29 @@ class HybridMemory(nn.Module):
     # ------------------------------------------------------------------ rows
 
     def source_rows(self, class_ids: torch.Tensor) -> torch.Tensor:
-        """Memory rows of source samples: their class ids."""
-        return class_ids.to(torch.int64)
+        """Memory rows of source samples: their class ids (on the memory's device)."""
+        ids = torch.as_tensor(class_ids, device=self.labels.device)
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise TypeError(f"class_ids must be an integer tensor, got {ids.dtype}")
+        return ids.to(torch.int64)
 
     def target_rows(self, indices: torch.Tensor) -> torch.Tensor:
-        """Memory rows of target images: C_s + their dataset index."""
-        return indices.to(torch.int64) + self.num_source_classes
+        """Memory rows of target images, from their dataset indices (on the memory's
+        device)."""
+        idx = torch.as_tensor(indices, device=self.target_row.device)
+        if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+            raise TypeError(f"indices must be an integer tensor, got {idx.dtype}")
+        return self.target_row[idx.to(torch.int64)]
 
     @property
     def target_features(self) -> torch.Tensor:
-        """(N_t, D) view of the target rows, in dataset order (what each epoch clusters)."""
-        return self.features[self.num_source_classes:]
+        """(N_t, D) copy of the target rows in dataset order (what each epoch clusters)."""
+        return self.features[self.target_row]
+
+    @property
+    def target_labels(self) -> torch.Tensor:
+        """(N_t,) labels of the target images, in dataset order."""
+        return self.labels[self.target_row]
 
     @property
     def label_index(self) -> smcr_ext.LabelIndex:
@@ -307,6 +337,26 @@ class HybridMemory(nn.Module):
         feats = torch.cat([f[:k] for f, k in zip(all_f, sizes_host, strict=True)])
         rws = torch.cat([r[:k] for r, k in zip(all_r, sizes_host, strict=True)])
         return feats, rws
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        key = prefix + "target_row"
+        c_s, m = self.num_source_classes, self.num_source_classes + self.num_target
+        if key in state_dict:
+            t = torch.as_tensor(state_dict[key])
+            if t.shape != (self.num_target,) or not torch.equal(
+                    t.detach().cpu().sort().values, torch.arange(c_s, m, dtype=t.dtype)):
+                error_msgs.append(f"{key} must be a permutation of the target rows [{c_s}, {m})")
+                return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        if key not in state_dict and prefix + "features" in state_dict:
+            # saved before the rows were kept in label order: target image k on row C_s + k
+            if key in missing_keys:
+                missing_keys.remove(key)
+            with torch.no_grad():
+                self.target_row.copy_(torch.arange(c_s, m))
+        self._index = None
 
     def extra_repr(self) -> str:
         return (

@@ -255,7 +255,10 @@ def _train(cfg: TrainConfig, dist_device, progress: bool, callback) -> TrainResu
             s = state["branches"][b.name]
             b.student.load_state_dict(s["student"])
             b.teacher.load_state_dict(s["teacher"])
-            b.memory.load_state_dict({"features": s["memory_features"], "labels": s["memory_labels"]})
+            memory_state = {"features": s["memory_features"], "labels": s["memory_labels"]}
+            if "memory_target_row" in s:  # absent from checkpoints before rows in label order
+                memory_state["target_row"] = s["memory_target_row"]
+            b.memory.load_state_dict(memory_state)
             b.labeler.load_state_dict(s["labeler"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step = state["epoch"], state["global_step"]
@@ -302,6 +305,7 @@ def _train(cfg: TrainConfig, dist_device, progress: bool, callback) -> TrainResu
                     "teacher": b.teacher.state_dict(),
                     "memory_features": b.memory.features,
                     "memory_labels": b.memory.labels,
+                    "memory_target_row": b.memory.target_row,
                     "labels": b.labels,
                     "labeler": b.labeler.state_dict(),
                 }
