@@ -58,12 +58,19 @@ class LabelIndex:
     label_ptr:  (L + 1,) int64; the rows of label c are label_rows[label_ptr[c]:label_ptr[c+1]]
     label_rows: (M,) int64, rows sorted by label, ascending within a label
     counts:     (L,) int64, rows per label (0 = an absent label, masked out of the softmax)
+    runs:       (K, 3) int64 on the CPU, or None: (label0, count, row0) of every run of at
+                least ZERO_COPY_MIN_RUN consecutive labels that each have one row, those rows
+                being consecutive from row0, sorted by label0. The loss multiplies such runs
+                straight from the memory instead of copying them into label means; host data,
+                so that needs no device read. Most of a memory whose rows are stored in label
+                order (as smcr.losses.HybridMemory stores them) is in runs.
     """
 
     row_labels: torch.Tensor
     label_ptr: torch.Tensor
     label_rows: torch.Tensor
     counts: torch.Tensor
+    runs: torch.Tensor | None = None
 
     @property
     def num_labels(self) -> int:
@@ -219,7 +226,29 @@ def label_index(row_labels: Any, num_labels: int | None = None) -> LabelIndex:
     elif num_labels <= hi:
         raise ValueError(f"num_labels must be > the largest label {hi}, got {num_labels}")
     ptr, rows = _ops.hybrid_memory_label_index(lab, int(num_labels))
-    return LabelIndex(lab, ptr, rows, ptr[1:] - ptr[:-1])
+    counts = ptr[1:] - ptr[:-1]
+    return LabelIndex(lab, ptr, rows, counts, _singleton_runs(ptr, rows, counts))
+
+
+# Runs of single-row labels shorter than this are cheaper to copy into a block of label means
+# than to multiply alone.
+ZERO_COPY_MIN_RUN = 32
+
+
+def _singleton_runs(ptr: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(K, 3) int64 CPU tensor of (label0, count, row0): the runs of at least
+    ZERO_COPY_MIN_RUN labels c, c+1, ... that each have one row, on rows row0, row0+1, ...
+    (vectorised; on CUDA one copy to the host, once per labelling)."""
+    single = counts == 1
+    first = rows[ptr[:-1].clamp(max=rows.numel() - 1)]  # a label's first row (if it has one)
+    cont = torch.zeros_like(single)
+    cont[1:] = single[1:] & single[:-1] & (first[1:] == first[:-1] + 1)
+    start = single & ~cont
+    run_id = torch.cumsum(start, 0) - 1  # every single-row label belongs to the run started last
+    starts = torch.nonzero(start).flatten()
+    lengths = torch.bincount(run_id[single], minlength=starts.numel())
+    keep = lengths >= ZERO_COPY_MIN_RUN
+    return torch.stack([starts[keep], lengths[keep], first[starts[keep]]], 1).cpu().contiguous()
 
 
 # --------------------------------------------------------------------------- hybrid memory
@@ -320,7 +349,7 @@ def hybrid_memory_loss(
     compute_grad = torch.is_grad_enabled() and f.requires_grad
     loss, per_sample, _ = _ops.hybrid_memory_loss(
         f, mem.detach(), index.label_ptr, index.label_rows, tgt, temperature, eps,
-        int(block_size), compute_grad,
+        int(block_size), compute_grad, index.runs,
     )
     return HybridMemoryLoss(loss, per_sample)
 
@@ -467,7 +496,7 @@ def _label_index_fake(row_labels, num_labels):
 
 @torch.library.register_fake("smcr::hybrid_memory_loss")
 def _hm_loss_fake(features, memory, label_ptr, label_rows, targets, temperature, eps,
-                  block_size, compute_grad):
+                  block_size, compute_grad, runs=None):
     acc = _acc(memory.dtype)
     b, d = features.shape
     return (

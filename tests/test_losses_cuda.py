@@ -5,6 +5,7 @@ machine with a CUDA build of smcr_ext (skipped elsewhere)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -169,6 +170,56 @@ def test_bf16_memory_cuda_close_to_cpu():
     # CUDA rounds the features, label means and probabilities to bf16 for tensor-core products.
     assert abs(lg.item() - lc.item()) <= 2e-3 * max(1.0, lc.item())
     assert ((gg - gc).norm() / gc.norm()).item() <= 2e-2
+
+
+def grouped_case(b=64, c_s=300, n_clustered=2000, k=250, n_single=3000, d=256, seed=30):
+    """A memory stored in label order, as HybridMemory keeps it: source classes, clusters,
+    then single-row labels, so most labels are zero-copy runs."""
+    g = torch.Generator().manual_seed(seed)
+    clusters = torch.sort(c_s + torch.randint(0, k, (n_clustered,), generator=g)).values
+    row_labels = torch.cat([torch.arange(c_s), clusters,
+                            torch.arange(c_s + k, c_s + k + n_single)])
+    m = row_labels.numel()
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1)
+    targets = row_labels[torch.randint(0, m, (b,), generator=g)]
+    features = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1)
+    return features, memory, row_labels, targets
+
+
+@pytest.mark.parametrize("block_size", [None, 100, 4096])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, f64])
+def test_zero_copy_runs_cuda(block_size, dtype):
+    """The runs of a label-ordered memory are multiplied in place on CUDA: the same loss and
+    gradient as the CUDA path that copies every mean (runs=None), and as the CPU. Block 4096
+    holds all labels, yet the runs split the pass into several blocks."""
+    features, memory, row_labels, targets = grouped_case()
+    f = features.to(f64 if dtype == f64 else torch.float32)
+    mem = memory.to(dtype)
+    index = smcr_ext.label_index(row_labels.to(DEV))
+    assert index.runs.shape[0] == 2 and index.runs.device.type == "cpu"
+    res = {}
+    for name, idx in (("runs", index), ("copied", dataclasses.replace(index, runs=None))):
+        x = f.to(DEV).clone().requires_grad_()
+        out = smcr_ext.hybrid_memory_loss(x, mem.to(DEV), idx, targets.to(DEV),
+                                          block_size=block_size)
+        out.loss.backward()
+        res[name] = (out.per_sample.detach().cpu(), x.grad.cpu())
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-3, f64: 1e-12}[dtype]
+    torch.testing.assert_close(res["runs"][0], res["copied"][0], rtol=tol, atol=tol)
+    torch.testing.assert_close(res["runs"][1], res["copied"][1], rtol=tol * 10, atol=tol)
+    lc, pc, gc = hm_loss_and_grad(f, mem, row_labels, targets, "cpu", block_size=block_size)
+    x = f.to(DEV).clone().requires_grad_()
+    out = smcr_ext.hybrid_memory_loss(x, mem.to(DEV), index, targets.to(DEV),
+                                      block_size=block_size)
+    w = torch.linspace(0.5, 1.5, f.shape[0], device=DEV, dtype=out.per_sample.dtype)
+    (out.loss + (w * out.per_sample).sum()).backward()
+    if dtype == torch.bfloat16:  # CUDA rounds features and probabilities to bf16
+        assert abs(out.loss.item() - lc.item()) <= 2e-3 * max(1.0, lc.item())
+        assert ((x.grad.cpu() - gc).norm() / gc.norm()).item() <= 2e-2
+    else:
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(out.per_sample.detach().cpu(), pc, rtol=tol, atol=tol)
+        torch.testing.assert_close(x.grad.cpu(), gc, rtol=tol * 10, atol=tol)
 
 
 # ------------------------------------------------------------------------------ update
@@ -379,10 +430,15 @@ def test_first_invalid_cuda_matches_cpu(dtype):
 # ------------------------------------------------------------------------------ graphs, syncs
 
 
-def _graph_case(memory_dtype):
-    features, memory, row_labels, _ = make_case(b=48, m=3000, d=128, num_labels=900, seed=21)
+def _graph_case(memory_dtype, layout="scattered"):
+    if layout == "grouped":  # zero-copy runs in the loss
+        features, memory, row_labels, _ = grouped_case(b=48, d=128, seed=22)
+    else:
+        features, memory, row_labels, _ = make_case(b=48, m=3000, d=128, num_labels=900,
+                                                    seed=21)
     index = smcr_ext.label_index(row_labels.to(DEV))
-    rows = torch.randint(0, 3000, (48,), generator=torch.Generator().manual_seed(2)).to(DEV)
+    m = memory.shape[0]
+    rows = torch.randint(0, m, (48,), generator=torch.Generator().manual_seed(2)).to(DEV)
     return features.float().to(DEV), memory.to(memory_dtype).to(DEV), index, rows
 
 
@@ -400,9 +456,10 @@ def _unchecked_step(f0, memory, index, rows, teacher=None):
     return loss, f.grad
 
 
+@pytest.mark.parametrize("layout", ["scattered", "grouped"])
 @pytest.mark.parametrize("memory_dtype", [torch.float32, torch.bfloat16])
-def test_unchecked_step_never_synchronises(memory_dtype):
-    f0, memory, index, rows = _graph_case(memory_dtype)
+def test_unchecked_step_never_synchronises(memory_dtype, layout):
+    f0, memory, index, rows = _graph_case(memory_dtype, layout)
     teacher = f0.flip(0).contiguous()
     _unchecked_step(f0, memory, index, rows, teacher)  # warm (cuBLAS handles, allocator)
     torch.cuda.synchronize()
@@ -414,9 +471,10 @@ def test_unchecked_step_never_synchronises(memory_dtype):
     torch.cuda.synchronize()
 
 
+@pytest.mark.parametrize("layout", ["scattered", "grouped"])
 @pytest.mark.parametrize("memory_dtype", [torch.float32, torch.bfloat16])
-def test_unchecked_step_replays_in_a_cuda_graph(memory_dtype):
-    f0, memory, index, rows = _graph_case(memory_dtype)
+def test_unchecked_step_replays_in_a_cuda_graph(memory_dtype, layout):
+    f0, memory, index, rows = _graph_case(memory_dtype, layout)
     teacher = f0.flip(0).contiguous()
     eager, graphed = memory.clone(), memory.clone()
     side = torch.cuda.Stream()

@@ -107,6 +107,118 @@ def test_zero_copy_run_longer_than_a_block():
     torch.testing.assert_close(x.grad, xr.grad, rtol=1e-8, atol=1e-10)
 
 
+def _runs_reference(row_labels: torch.Tensor, num_labels: int, min_run: int):
+    """(label0, count, row0) of the runs of single-row labels on consecutive rows, by loop."""
+    rows_of = [[] for _ in range(num_labels)]
+    for r, c in enumerate(row_labels.tolist()):
+        rows_of[c].append(r)
+    runs, c = [], 0
+    while c < num_labels:
+        if len(rows_of[c]) != 1:
+            c += 1
+            continue
+        n = 1
+        while (c + n < num_labels and len(rows_of[c + n]) == 1
+               and rows_of[c + n][0] == rows_of[c][0] + n):
+            n += 1
+        if n >= min_run:
+            runs.append([c, n, rows_of[c][0]])
+        c += n
+    return runs
+
+
+def _grouped_case(seed=14, d=12, b=16, dtype=f64):
+    """Rows in label order (as HybridMemory stores them): 60 source classes, 25 clusters,
+    then 150 single-row labels, with an absent label and a swap that splits one run."""
+    g = torch.Generator().manual_seed(seed)
+    clusters = torch.sort(60 + torch.randint(0, 25, (120,), generator=g)).values
+    row_labels = torch.cat([torch.arange(60), clusters, torch.arange(85, 235)])
+    row_labels = row_labels[row_labels != 150]  # label 150 absent: the run breaks there
+    row_labels[[250, 251]] = row_labels[[251, 250]]  # two singles out of row order
+    m = row_labels.numel()
+    memory = F.normalize(torch.randn(m, d, generator=g, dtype=f64), dim=1).to(dtype)
+    targets = row_labels[torch.randint(0, m, (b,), generator=g)]
+    features = F.normalize(torch.randn(b, d, generator=g, dtype=f64), dim=1).to(dtype)
+    return features, memory, row_labels, targets
+
+
+def test_label_index_finds_the_zero_copy_runs():
+    g = torch.Generator().manual_seed(15)
+    _, _, grouped, _ = _grouped_case()
+    cases = [grouped, torch.arange(100), torch.randperm(200, generator=g) % 150,
+             torch.cat([torch.arange(31), torch.arange(40, 72)]),  # 31 (too short) and 32
+             torch.tensor([0, 0, 1])]
+    for row_labels in cases:
+        idx = smcr_ext.label_index(row_labels)
+        want = _runs_reference(row_labels, idx.num_labels, smcr_ext.losses.ZERO_COPY_MIN_RUN)
+        assert idx.runs.device.type == "cpu" and idx.runs.dtype == torch.int64
+        assert idx.runs.tolist() == want
+    # source classes; singles 85..149 (150 is absent); 151..155 too short (the swap of rows
+    # 250 and 251 breaks the run); 158..234
+    assert smcr_ext.label_index(grouped).runs.tolist() == [[0, 60, 0], [85, 65, 180],
+                                                           [158, 77, 252]]
+    assert smcr_ext.label_index(torch.arange(100)).runs.tolist() == [[0, 100, 0]]
+
+
+@pytest.mark.parametrize("dtype", [f64, torch.float32, torch.bfloat16])
+def test_runs_given_found_or_absent_give_the_same_loss(dtype):
+    """The op multiplies the given runs in place, finds them itself when runs is None, and
+    copies every label's mean when runs is empty: the same loss and gradient cache. Any part
+    of a run is a run too (split blocks)."""
+    features, memory, row_labels, targets = _grouped_case(
+        dtype=torch.float32 if dtype == torch.bfloat16 else dtype)
+    memory = memory.to(dtype)
+    idx = smcr_ext.label_index(row_labels)
+    assert idx.runs.shape[0] >= 2
+    parts = torch.tensor([[r[0], r[1] // 2, r[2]] for r in idx.runs.tolist()]
+                         + [[r[0] + r[1] // 2, r[1] - r[1] // 2, r[2] + r[1] // 2]
+                            for r in idx.runs.tolist()])
+    parts = parts[torch.argsort(parts[:, 0])]
+    outs = []
+    for runs in (idx.runs, None, torch.zeros(0, 3, dtype=torch.int64), parts, idx.runs[1:]):
+        for block in (7, 1000):
+            outs.append(torch.ops.smcr.hybrid_memory_loss(
+                features, memory, idx.label_ptr, idx.label_rows, targets, 0.05, 1e-6, block,
+                True, runs))
+    tol = 1e-12 if dtype == f64 else 1e-5
+    for loss, per, cache in outs[1:]:
+        torch.testing.assert_close(loss, outs[0][0], rtol=tol, atol=tol)
+        torch.testing.assert_close(per, outs[0][1], rtol=tol, atol=tol)
+        torch.testing.assert_close(cache, outs[0][2], rtol=tol, atol=tol)
+    ref, ref_per = hybrid_memory_loss_reference(features.double(), memory.double(), row_labels,
+                                                targets)
+    torch.testing.assert_close(outs[0][1].double(), ref_per, rtol=1e-4 if dtype != f64 else 1e-10,
+                               atol=1e-4 if dtype != f64 else 1e-10)
+
+
+def test_bad_runs_are_refused():
+    features, memory, row_labels, targets = _grouped_case()
+    idx = smcr_ext.label_index(row_labels)
+
+    def call(runs):
+        return torch.ops.smcr.hybrid_memory_loss(features, memory, idx.label_ptr, idx.label_rows,
+                                                 targets, 0.05, 1e-6, 64, True, runs)
+
+    good = idx.runs.tolist()
+    bad = {
+        "a cluster label": ([[60, 40, 60]], "does not match the label index"),
+        "shifted rows": ([[good[0][0], good[0][1], good[0][2] + 1]], "does not match"),
+        "overlapping": ([good[0], [good[0][0] + 1, 2, good[0][2] + 1]], "after the previous run"),
+        "past L": ([[230, 10, 0]], "not a run of labels"),
+        "past M": ([[0, 5, memory.shape[0] - 2]], "not a run of labels"),
+        "empty run": ([[0, 0, 0]], "not a run of labels"),
+        "negative": ([[-1, 3, 0]], "not a run of labels"),
+    }
+    for name, (runs, match) in bad.items():
+        with pytest.raises(RuntimeError, match=match):
+            call(torch.tensor(runs, dtype=torch.int64))
+            pytest.fail(f"runs with {name} were accepted")
+    with pytest.raises(RuntimeError, match=r"runs must be a \(K, 3\) int64"):
+        call(idx.runs.float())
+    with pytest.raises(RuntimeError, match=r"runs must be a \(K, 3\) int64"):
+        call(idx.runs[:, :2])
+
+
 def test_large_batch_and_labels_float64():
     features, memory, row_labels, targets = make_case(b=64, m=3000, d=32, num_labels=900,
                                                       absent=(0, 5, 899), seed=1)
@@ -159,6 +271,14 @@ def test_opcheck():
         torch.ops.smcr.hybrid_memory_loss.default,
         (features.float(), memory.float(), index.label_ptr, index.label_rows, targets, 0.05, 1e-6,
          1024, False),
+    )
+    _, _, grouped_labels, _ = _grouped_case()
+    grouped = smcr_ext.label_index(grouped_labels)
+    gf, gm, _, gt = _grouped_case()
+    torch.library.opcheck(
+        torch.ops.smcr.hybrid_memory_loss.default,
+        (gf.clone().requires_grad_(), gm, grouped.label_ptr, grouped.label_rows, gt, 0.05, 1e-6,
+         16, True, grouped.runs),
     )
     cache = torch.randn(4, 5, dtype=f64)
     g = smcr_ext._hybrid_memory_loss_backward(torch.tensor(2.0, dtype=f64),

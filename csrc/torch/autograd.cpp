@@ -27,7 +27,8 @@ using torch::autograd::variable_list;
 
 using HmTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using HmSig = HmTuple(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                      const at::Tensor&, double, double, int64_t, bool);
+                      const at::Tensor&, double, double, int64_t, bool,
+                      const std::optional<at::Tensor>&);
 using HmBackwardSig = at::Tensor(const at::Tensor&, const std::optional<at::Tensor>&,
                                  const at::Tensor&, at::ScalarType);
 using StTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
@@ -63,11 +64,11 @@ class HybridMemoryLossFn : public torch::autograd::Function<HybridMemoryLossFn> 
                                const at::Tensor& memory, const at::Tensor& label_ptr,
                                const at::Tensor& label_rows, const at::Tensor& targets,
                                double temperature, double eps, int64_t block_size,
-                               bool compute_grad) {
+                               bool compute_grad, const std::optional<at::Tensor>& runs) {
     static const auto op = find_op<HmSig>("smcr::hybrid_memory_loss");
     at::AutoDispatchBelowADInplaceOrView below;
     auto [loss, per_sample, cache] = op.call(features, memory, label_ptr, label_rows, targets,
-                                             temperature, eps, block_size, compute_grad);
+                                             temperature, eps, block_size, compute_grad, runs);
     ctx->set_materialize_grads(false);
     ctx->saved_data["compute_grad"] = compute_grad;
     ctx->saved_data["dtype"] = static_cast<int64_t>(features.scalar_type());
@@ -87,17 +88,18 @@ class HybridMemoryLossFn : public torch::autograd::Function<HybridMemoryLossFn> 
     const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["dtype"].toInt());
     at::Tensor grad_features = op.call(grad_loss, grad_per_sample, cache, dtype);
     return {grad_features, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(),  at::Tensor(), at::Tensor(), at::Tensor()};
+            at::Tensor(),  at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 HmTuple hybrid_memory_loss_autograd(const at::Tensor& features, const at::Tensor& memory,
                                     const at::Tensor& label_ptr, const at::Tensor& label_rows,
                                     const at::Tensor& targets, double temperature, double eps,
-                                    int64_t block_size, bool compute_grad) {
+                                    int64_t block_size, bool compute_grad,
+                                    const std::optional<at::Tensor>& runs) {
   variable_list out = HybridMemoryLossFn::apply(features, memory, label_ptr, label_rows,
                                                 targets, temperature, eps, block_size,
-                                                compute_grad);
+                                                compute_grad, runs);
   return {out[0], out[1], out[2]};
 }
 

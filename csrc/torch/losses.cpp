@@ -43,7 +43,8 @@ template <typename T, typename Acc>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     const at::Tensor& f, const at::Tensor& memory, const at::Tensor& label_ptr,
     const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
-    int64_t block_size, bool compute_grad, const HybridMemoryShapes& sh) {
+    int64_t block_size, bool compute_grad, const std::vector<LabelRun>& given_runs,
+    bool runs_given, const HybridMemoryShapes& sh) {
   const int64_t B = sh.batch, D = sh.dim, M = sh.rows, L = sh.labels;
   const auto opts = f.options();
   at::Tensor loss = at::zeros({}, opts);
@@ -56,36 +57,45 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   check_status(smcr::hybrid_memory_check_targets_cpu(tgt, B, ptr, L));
   SMCR_CHECK(ptr[0] == 0 && ptr[L] == M, "label_ptr must start at 0 and end at M = ", M,
               " (build it with hybrid_memory_label_index)");
+  check_runs_match(given_runs, ptr, rows);
   const T* mem = reinterpret_cast<const T*>(memory.data_ptr());
   const Acc inv_temp = static_cast<Acc>(1.0 / temperature);
   const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
-  // Runs of singleton labels on consecutive rows are multiplied straight from the memory
-  // (no copy) when it is stored in the accumulation type; other labels go through one
-  // (nb, D) block of means. Blocks never mix the two.
-  // A zero-copy block needs no means buffer, only its (B, n) scores, so it may be longer:
-  // fewer, larger products.
+  // Runs of single-row labels on consecutive rows (the caller's `runs`, or found here) are
+  // multiplied straight from the memory (no copy) when it is stored in the accumulation
+  // type; other labels go through one (nb, D) block of means. A zero-copy block needs no
+  // means buffer, only its (B, n) scores, so it may be longer: fewer, larger products.
   constexpr bool kZeroCopy = std::is_same<T, Acc>::value;
   constexpr int64_t kMinRun = 32;  // shorter runs are cheaper to copy than to multiply alone
   const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 8192));
-  std::vector<int64_t> run(kZeroCopy ? L : 0);
-  if (kZeroCopy) check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run.data()));
+  std::vector<LabelRun> runs;
+  if (kZeroCopy && runs_given) {
+    runs = given_runs;
+  } else if (kZeroCopy) {
+    std::vector<int64_t> run_length(L);
+    check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run_length.data()));
+    for (int64_t c = 0; c < L;) {
+      if (run_length[c] >= kMinRun) {
+        runs.push_back({c, run_length[c], rows[ptr[c]]});
+        c += run_length[c];
+      } else {
+        ++c;
+      }
+    }
+  }
   at::Tensor means = at::empty({nb, D}, opts);
-  at::Tensor scores = at::empty({B * (kZeroCopy ? nb_run : nb)}, opts);
+  at::Tensor scores = at::empty({B * (runs.empty() ? nb : nb_run)}, opts);
   // The running state and E need no fills: the first block starts them (first_block) and
   // writes E = P C (the same code path as CUDA, where each fill is a launch).
   at::Tensor state = at::empty({3, B}, opts);  // run_max, run_sum, target_logit
   at::Tensor run_max = state[0], run_sum = state[1], target_logit = state[2];
   at::Tensor expected = compute_grad ? at::empty({B, D}, opts) : at::Tensor();
   // (L >= 1 here: the targets were checked to be present labels)
-  for (int64_t l0 = 0; l0 < L;) {
-    int64_t n;
+  for_each_label_block(L, nb, nb_run, runs, [&](int64_t l0, int64_t n, int64_t row0) {
     at::Tensor c;  // (n, D) label means of this block
-    if (kZeroCopy && run[l0] >= kMinRun) {
-      n = std::min(nb_run, run[l0]);
-      c = memory.narrow(0, rows[ptr[l0]], n);
+    if (row0 >= 0) {
+      c = memory.narrow(0, row0, n);
     } else {
-      n = 1;  // up to nb labels, stopping where a long zero-copy run starts
-      while (l0 + n < L && n < nb && !(kZeroCopy && run[l0 + n] >= kMinRun)) ++n;
       c = means.narrow(0, 0, n);
       check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
           mem, M, D, ptr, rows, L, nullptr, l0, n, c.data_ptr<Acc>()));
@@ -100,8 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
       if (l0 == 0) at::mm_out(expected, s, c);  // E = P C
       else expected.addmm_(s, c);               // E += P C
     }
-    l0 += n;
-  }
+  });
   at::Tensor target_means;
   if (compute_grad) {
     target_means = at::empty({B, D}, opts);
@@ -120,22 +129,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cpu(
     const at::Tensor& features, const at::Tensor& memory, const at::Tensor& label_ptr,
     const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
-    int64_t block_size, bool compute_grad) {
+    int64_t block_size, bool compute_grad, const c10::optional<at::Tensor>& runs) {
   const HybridMemoryShapes sh = check_hybrid_memory_loss(features, memory, label_ptr, label_rows,
                                                          targets, temperature, eps, block_size);
+  const std::vector<LabelRun> given = checked_runs(runs, sh.labels, sh.rows);
+  const bool given_runs = runs.has_value();
   const at::Tensor f = features.to(sh.acc).contiguous();
   switch (memory.scalar_type()) {
     case at::kFloat:
       return hybrid_memory_loss_impl<float, float>(f, memory, label_ptr, label_rows, targets,
-                                                   temperature, eps, block_size, compute_grad, sh);
+                                                   temperature, eps, block_size, compute_grad,
+                                                   given, given_runs, sh);
     case at::kBFloat16:
       return hybrid_memory_loss_impl<smcr::bf16, float>(f, memory, label_ptr, label_rows, targets,
                                                         temperature, eps, block_size,
-                                                        compute_grad, sh);
+                                                        compute_grad, given, given_runs, sh);
     default:
       return hybrid_memory_loss_impl<double, double>(f, memory, label_ptr, label_rows, targets,
                                                      temperature, eps, block_size, compute_grad,
-                                                     sh);
+                                                     given, given_runs, sh);
   }
 }
 

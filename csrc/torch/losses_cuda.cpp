@@ -25,6 +25,7 @@
 #include <limits>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "../kernels/hybrid_memory.h"
 #include "../kernels/soft_triplet.h"
@@ -82,8 +83,12 @@ template <typename T, typename Acc, typename MeansT>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     const at::Tensor& f, const at::Tensor& memory, const at::Tensor& label_ptr,
     const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
-    int64_t block_size, bool compute_grad, const HybridMemoryShapes& sh) {
+    int64_t block_size, bool compute_grad, const std::vector<LabelRun>& runs,
+    const HybridMemoryShapes& sh) {
   constexpr bool kBf16Products = std::is_same<MeansT, smcr::bf16>::value;
+  // a zero-copy block multiplies the memory itself, so it must be stored as the products
+  // take it (float: float, bf16: bf16, double: double), which every supported pair is
+  static_assert(std::is_same<T, MeansT>::value, "zero-copy blocks need MeansT == T");
   const int64_t B = sh.batch, D = sh.dim, M = sh.rows, L = sh.labels;
   const auto opts = f.options();
   const auto means_opts = opts.dtype(kBf16Products ? at::kBFloat16 : opts.dtype().toScalarType());
@@ -92,10 +97,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     return {at::zeros({}, opts), at::zeros({B}, opts),
             at::zeros({compute_grad ? B : 0, D}, opts)};
   }
-  // Launches per call: per block of labels one means kernel, one product, one softmax kernel
-  // and (with a gradient) one product; then the target means, finalize and its mean. No
-  // fills: the first block starts the running state and writes E = P C, and the mean kernel
-  // writes the loss.
+  // Launches per call: per block of labels one means kernel (none for a zero-copy block),
+  // one product, one softmax kernel and (with a gradient) one product; then the target
+  // means, finalize and its mean. No fills: the first block starts the running state and
+  // writes E = P C, and the mean kernel writes the loss.
   at::Tensor loss = at::empty({}, opts);
   at::Tensor per_sample = at::empty({B}, opts);
   at::Tensor grad_cache = at::empty({compute_grad ? B : 0, D}, opts);
@@ -105,40 +110,49 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const T* mem = reinterpret_cast<const T*>(memory.data_ptr());
   const Acc inv_temp = static_cast<Acc>(1.0 / temperature);
   const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
+  // The runs of single-row labels (host data from smcr_ext.label_index) are multiplied
+  // straight from the memory: no means kernel and no means traffic for them, and, needing
+  // no means buffer, longer blocks (fewer launches, larger products).
+  const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 32768));
+  const int64_t most = runs.empty() ? nb : nb_run;  // the longest block
   const at::Tensor fg = kBf16Products ? f.to(at::kBFloat16) : f;  // (B, D) product input
   at::Tensor means = at::empty({nb, D}, means_opts);
-  at::Tensor scores = at::empty({B * nb}, opts);
-  at::Tensor probs = kBf16Products ? at::empty({B * nb}, means_opts) : scores;
+  at::Tensor scores = at::empty({B * most}, opts);
+  at::Tensor probs = kBf16Products ? at::empty({B * most}, means_opts) : scores;
   at::Tensor state = at::empty({3, B}, opts);  // run_max, run_sum, target_logit
   at::Tensor run_max = state[0], run_sum = state[1], target_logit = state[2];
   at::Tensor expected = compute_grad ? at::empty({B, D}, opts) : at::Tensor();
-  at::Tensor pc = (compute_grad && kBf16Products && L > nb) ? at::empty({B, D}, opts)
-                                                            : at::Tensor();
-  for (int64_t l0 = 0; l0 < L; l0 += nb) {
+  at::Tensor pc;  // (B, D) P C of a later block (bf16 products), allocated on first use
+  for_each_label_block(L, nb, nb_run, runs, [&](int64_t l0, int64_t n, int64_t row0) {
     const bool first = l0 == 0;
-    const int64_t n = std::min(nb, L - l0);
-    at::Tensor c = means.narrow(0, 0, n);                     // (n, D)
+    at::Tensor c;                                             // (n, D) MeansT
     at::Tensor s = scores.narrow(0, 0, B * n).view({B, n});  // (B, n) float
     at::Tensor p = probs.narrow(0, 0, B * n).view({B, n});   // (B, n) MeansT (may alias s)
-    check_status(smcr::hybrid_memory_label_means_cuda<T, MeansT>(
-        mem, M, D, ptr, rows, L, nullptr, l0, n, reinterpret_cast<MeansT*>(c.data_ptr()),
-        stream));
+    if (row0 >= 0) {
+      c = memory.narrow(0, row0, n);
+    } else {
+      c = means.narrow(0, 0, n);
+      check_status(smcr::hybrid_memory_label_means_cuda<T, MeansT>(
+          mem, M, D, ptr, rows, L, nullptr, l0, n, reinterpret_cast<MeansT*>(c.data_ptr()),
+          stream));
+    }
     mm_to_float(s, fg, c.t());
     check_status(smcr::hybrid_memory_softmax_block_cuda<Acc, MeansT>(
         s.data_ptr<Acc>(), reinterpret_cast<MeansT*>(p.data_ptr()), B, n, n, l0, ptr, tgt,
         inv_temp, run_max.data_ptr<Acc>(), run_sum.data_ptr<Acc>(),
         target_logit.data_ptr<Acc>(), compute_grad ? expected.data_ptr<Acc>() : nullptr, D,
         first, stream));
-    if (!compute_grad) continue;
+    if (!compute_grad) return;
     if (first) {
       mm_to_float(expected, p, c);  // E = P C
     } else if (kBf16Products) {
+      if (!pc.defined()) pc = at::empty({B, D}, opts);
       mm_to_float(pc, p, c);  // (B, D) = P C
       expected.add_(pc);
     } else {
       expected.addmm_(s, c);  // E += P C
     }
-  }
+  });
   at::Tensor target_means;
   if (compute_grad) {
     target_means = at::empty({B, D}, means_opts);
@@ -158,24 +172,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cuda(
     const at::Tensor& features, const at::Tensor& memory, const at::Tensor& label_ptr,
     const at::Tensor& label_rows, const at::Tensor& targets, double temperature, double eps,
-    int64_t block_size, bool compute_grad) {
+    int64_t block_size, bool compute_grad, const c10::optional<at::Tensor>& runs) {
   const HybridMemoryShapes sh = check_hybrid_memory_loss(features, memory, label_ptr, label_rows,
                                                          targets, temperature, eps, block_size);
+  // host data only: no synchronisation, and fine inside a CUDA graph capture
+  const std::vector<LabelRun> r = checked_runs(runs, sh.labels, sh.rows);
   const c10::cuda::CUDAGuard guard(memory.device());
   const at::Tensor f = features.to(sh.acc).contiguous();
   switch (memory.scalar_type()) {
     case at::kFloat:
       return hybrid_memory_loss_impl<float, float, float>(
           f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          sh);
+          r, sh);
     case at::kBFloat16:
       return hybrid_memory_loss_impl<smcr::bf16, float, smcr::bf16>(
           f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          sh);
+          r, sh);
     default:
       return hybrid_memory_loss_impl<double, double, double>(
           f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          sh);
+          r, sh);
   }
 }
 

@@ -11,7 +11,9 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "glue.h"
 
@@ -79,6 +81,89 @@ inline HybridMemoryShapes check_hybrid_memory_loss(const at::Tensor& features,
   SMCR_CHECK(block_size >= 1, "block_size must be >= 1, got ", block_size);
   return {features.size(0), features.size(1), memory.size(0), label_ptr.numel() - 1,
           loss_acc_type(features, memory)};
+}
+
+// ------------------------------------------------------------------------ zero-copy runs
+//
+// A run is a range of labels [label0, label0 + count) that each have exactly one memory row,
+// those rows being consecutive from row0: their label means are the memory slice
+// memory[row0 : row0 + count], which the loss multiplies in place instead of copying. The
+// op's optional `runs` argument is a (K, 3) int64 CPU tensor of (label0, count, row0) rows,
+// sorted by label0 and non-overlapping (smcr_ext.label_index computes it once per labelling;
+// host data, so the CUDA loop can slice the memory without reading the device).
+struct LabelRun {
+  int64_t label0, count, row0;
+};
+
+// The runs of `runs` after the structural checks that keep every slice in bounds (labels in
+// [0, L), rows in [0, M), sorted, non-overlapping). Whether the labels really are single-row
+// labels on those rows is checked by check_runs_match on CPU; on CUDA that would need the
+// device's label index, so wrong runs there give a wrong loss, never an out-of-bounds access.
+inline std::vector<LabelRun> checked_runs(const c10::optional<at::Tensor>& runs,
+                                          int64_t num_labels, int64_t num_rows) {
+  std::vector<LabelRun> out;
+  if (!runs.has_value()) return out;
+  const at::Tensor& r = *runs;
+  SMCR_CHECK(r.device().is_cpu(), "runs must be a CPU tensor (host data), got ", r.device());
+  SMCR_CHECK(r.scalar_type() == at::kLong && r.dim() == 2 && r.size(1) == 3,
+              "runs must be a (K, 3) int64 tensor of (label0, count, row0), got ", r.scalar_type(),
+              " of shape ", r.sizes());
+  const at::Tensor rc = r.contiguous();
+  const int64_t* p = rc.data_ptr<int64_t>();
+  out.reserve(static_cast<size_t>(rc.size(0)));
+  int64_t next_label = 0;
+  for (int64_t k = 0; k < rc.size(0); ++k) {
+    const LabelRun run{p[3 * k], p[3 * k + 1], p[3 * k + 2]};
+    SMCR_CHECK(run.count >= 1 && run.label0 >= next_label && run.label0 <= num_labels - run.count &&
+                   run.row0 >= 0 && run.row0 <= num_rows - run.count,
+               "runs[", k, "] = (", run.label0, ", ", run.count, ", ", run.row0,
+               ") is not a run of labels in [0, L = ", num_labels, ") on rows in [0, M = ",
+               num_rows, ") after the previous run (build runs with smcr_ext.label_index)");
+    next_label = run.label0 + run.count;
+    out.push_back(run);
+  }
+  return out;
+}
+
+// Checks on host copies of the label index (CPU) that every run holds single-row labels on
+// its consecutive rows.
+inline void check_runs_match(const std::vector<LabelRun>& runs, const int64_t* label_ptr,
+                             const int64_t* label_rows) {
+  for (size_t k = 0; k < runs.size(); ++k) {
+    const LabelRun& run = runs[k];
+    for (int64_t i = 0; i < run.count; ++i) {
+      const int64_t c = run.label0 + i;
+      SMCR_CHECK(label_ptr[c + 1] - label_ptr[c] == 1 && label_rows[label_ptr[c]] == run.row0 + i,
+                 "runs[", k, "] does not match the label index: label ", c,
+                 " is not a single-row label on row ", run.row0 + i,
+                 " (build runs with smcr_ext.label_index from the same row labels)");
+    }
+  }
+}
+
+// The blocks of labels one loss pass streams, in label order: calls f(label0, n, row0) with
+// row0 >= 0 for a zero-copy block (labels label0 .. label0 + n - 1 are rows row0 .. row0 +
+// n - 1, n <= max_run) and row0 = -1 for a block whose means are computed (n <= max_block,
+// never reaching into a run). Both glues stream through this, so the CPU tests cover the
+// CUDA loop's order of blocks.
+template <typename F>
+void for_each_label_block(int64_t num_labels, int64_t max_block, int64_t max_run,
+                          const std::vector<LabelRun>& runs, F&& f) {
+  size_t k = 0;
+  for (int64_t l0 = 0; l0 < num_labels;) {
+    if (k < runs.size() && l0 >= runs[k].label0) {
+      const int64_t end = runs[k].label0 + runs[k].count;
+      const int64_t n = std::min(max_run, end - l0);
+      f(l0, n, runs[k].row0 + (l0 - runs[k].label0));
+      l0 += n;
+      if (l0 == end) ++k;
+    } else {
+      const int64_t stop = k < runs.size() ? runs[k].label0 : num_labels;
+      const int64_t n = std::min(max_block, stop - l0);
+      f(l0, n, int64_t{-1});
+      l0 += n;
+    }
+  }
 }
 
 inline at::ScalarType check_hybrid_memory_update(const at::Tensor& memory, const at::Tensor& rows,

@@ -25,7 +25,8 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor label_rows)");
   m.def(
       "hybrid_memory_loss(Tensor features, Tensor memory, Tensor label_ptr, Tensor label_rows, "
-      "Tensor targets, float temperature, float eps, int block_size, bool compute_grad) -> "
+      "Tensor targets, float temperature, float eps, int block_size, bool compute_grad, "
+      "Tensor? runs=None) -> "
       "(Tensor loss, Tensor per_sample, Tensor grad_cache)");
   m.def(
       "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor? grad_per_sample, Tensor grad_cache, "
