@@ -17,11 +17,15 @@ The target rows are labelled like a mid-training clustering: --clustered of them
 (about 0.75 C_s clusters of random sizes), the rest un-clustered instances, so the label
 count L is well below M; `--labels instances` gives the worst case L = M (no clusters).
 The label index (rows grouped by label) is built once per relabelling, outside the step.
+The rows lie as sampled (SpCL's memory: target rows in dataset order); `--layout grouped`
+stores them in label order, as smcr.losses.HybridMemory does, and `--layout both` times ours
+on both, interleaved, with the ratios.
 
     python benchmarks/bench_memory.py                                  # CPU, all sizes
     python benchmarks/bench_memory.py --sizes 12936 --batch 64 --labels instances
     python benchmarks/bench_memory.py --device cuda --results benchmarks/RESULTS.md
     python benchmarks/bench_memory.py --overhead          # fixed cost per call (host side)
+    python benchmarks/bench_memory.py --layout both --skip-plain   # rows as sampled vs grouped
 """
 
 from __future__ import annotations
@@ -182,11 +186,12 @@ def run_size(n_t: int, args) -> list[str]:
     c_s = SIZES.get(n_t, max(1, n_t // 30))
     dev = args.device
     memory, row_labels = make_memory(n_t, c_s, args.d, args.labels, args.clustered, dev, args.seed)
-    if args.layout == "grouped":
-        # rows stored in label order (each cluster's rows together, the single-row labels on
-        # consecutive rows): the same memory and labels, permuted; the batch's rows are drawn
-        # from the permuted memory as usual
-        order = torch.argsort(row_labels, stable=True)
+    # rows stored in label order (each cluster's rows together, the single-row labels on
+    # consecutive rows, as smcr.losses.HybridMemory keeps them): the same memory and labels,
+    # permuted (a stable sort by label, what HybridMemory.relabel does)
+    order = torch.argsort(row_labels, stable=True)
+    both = args.layout == "both"
+    if args.layout == "grouped":  # the batch's rows are drawn from the permuted memory
         memory, row_labels = memory[order].contiguous(), row_labels[order]
     m = memory.shape[0]
     t0 = time.perf_counter()
@@ -201,13 +206,21 @@ def run_size(n_t: int, args) -> list[str]:
         f"L = {num_labels:,} labels ({args.labels}), {device_name(dev)}"
         + (", ours without value checks" if args.no_validate else "")
         + (", TF32 float32 products" if args.tf32 and dev == "cuda" else "")
-        + (", rows grouped by label" if args.layout == "grouped" else ""),
+        + (", rows grouped by label" if args.layout == "grouped" else "")
+        + (", rows as sampled (scattered) and grouped by label" if both else ""),
         "",
         "| B | (a) plain ms | (b) ours f32 ms | (c) ours bf16 ms | (f) floor of (a) ms | "
         "a/b | a/c | b/f | peak MiB a / b / c | loss a vs b |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     graph_rows = []  # CUDA: (b) and (c) captured in a CUDA graph, validate=False
+    layout_rows = []  # --layout both: (b) and (c) with the rows in label order
+    if both:
+        g_memory, g_labels = memory[order].contiguous(), row_labels[order]
+        g_index = smcr_ext.label_index(g_labels)
+        g_bf16 = g_memory.to(torch.bfloat16)
+        new_row = torch.empty_like(order)
+        new_row[order] = torch.arange(order.numel(), device=order.device)
     for b in args.batch:
         f0, rows = make_batch(b, c_s, n_t, args.d, dev, args.seed + b)
         # Agreement on one step from the same memory.
@@ -225,6 +238,12 @@ def run_size(n_t: int, args) -> list[str]:
         }
         if args.skip_plain:
             del variants["a"]
+        if both:  # the same batch: the same features and memory rows, at their new places
+            g_rows = new_row[rows]
+            variants["bg"] = partial(ours_step, f0, g_memory.clone(), g_index, g_rows,
+                                     not args.no_validate)
+            variants["cg"] = partial(ours_step, f0, g_bf16.clone(), g_index, g_rows,
+                                     not args.no_validate)
         failed = {}
         if dev == "cuda":
             for key, mem in (("gb", memory), ("gc", mem_bf16)):
@@ -243,11 +262,27 @@ def run_size(n_t: int, args) -> list[str]:
             f"{la:.6f} vs {lb:.6f} (memory after one update: max diff {mem_diff:.1e}) |"
         )
         print(lines[-1], flush=True)
+        if both:
+            (tbg, _), (tcg, _) = res["bg"], res["cg"]
+            layout_rows.append(f"| {b} | {tb:.2f} | {tbg:.2f} | {tb / tbg:.2f} | {tc:.2f} | "
+                               f"{tcg:.2f} | {tc / tcg:.2f} |")
         if dev == "cuda":
             cells = [f"{res[k][0]:.3f}" if k in res else f"capture failed ({failed[k]})"
                      for k in ("gb", "gc")]
             graph_rows.append(f"| {b} | {tb:.2f} | {cells[0]} | {tc:.2f} | {cells[1]} |")
     load = os.getloadavg()[0] if dev == "cpu" else float("nan")
+    if layout_rows:
+        lines += [
+            "",
+            "The same steps with the rows in label order, as smcr.losses.HybridMemory stores "
+            f"them ({int(g_index.runs[:, 1].sum()):,} of the {num_labels:,} labels in "
+            f"{g_index.runs.shape[0]} zero-copy runs; interleaved with the above):",
+            "",
+            "| B | (b) f32 as sampled ms | (b') f32 in label order ms | b/b' | "
+            "(c) bf16 as sampled ms | (c') bf16 in label order ms | c/c' |",
+            "|---|---|---|---|---|---|---|",
+            *layout_rows,
+        ]
     if graph_rows:
         lines += [
             "",
@@ -399,10 +434,11 @@ def main() -> None:
     p.add_argument("--d", type=int, default=2048)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--labels", choices=["clustered", "instances"], default="clustered")
-    p.add_argument("--layout", choices=["scattered", "grouped"], default="scattered",
+    p.add_argument("--layout", choices=["scattered", "grouped", "both"], default="scattered",
                    help="where the rows of a label lie: at random (SpCL's memory, rows in "
-                        "dataset order) or grouped by label, so that the single-row labels "
-                        "sit on consecutive rows, which the CPU glue multiplies in place")
+                        "dataset order) or grouped by label (smcr's HybridMemory), so that the "
+                        "single-row labels sit on consecutive rows, which the loss multiplies "
+                        "in place; both: time ours on each, interleaved, and print the ratios")
     p.add_argument("--clustered", type=float, default=0.75,
                    help="fraction of target rows in clusters (--labels clustered)")
     p.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
@@ -439,7 +475,7 @@ def main() -> None:
     if args.results is not None:
         key = (f"bench_memory {args.device} {args.labels} sizes={','.join(map(str, args.sizes))} "
                f"batch={','.join(map(str, args.batch))}" + (" no-validate" if args.no_validate else "")
-               + (" tf32" if args.tf32 else "") + (" grouped" if args.layout == "grouped" else ""))
+               + (" tf32" if args.tf32 else "") + (f" {args.layout}" if args.layout != "scattered" else ""))
         upsert(args.results, key, "\n".join(out))
 
 

@@ -28,6 +28,7 @@ for b in ${GPU_BENCHES:-cluster}; do
     memory) $PY benchmarks/bench_memory.py --device cuda --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory.log" ;;
     memory_novalidate) $PY benchmarks/bench_memory.py --device cuda --no-validate --skip-plain --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory_nv.log" ;;
     memory_tf32) $PY benchmarks/bench_memory.py --device cuda --tf32 --skip-plain --batch 64 --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory_tf32.log" ;;
+    memory_layout) $PY benchmarks/bench_memory.py --device cuda --layout both --skip-plain --no-validate --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory_layout.log" ;;
     memory_overhead) $PY benchmarks/bench_memory.py --device cuda --overhead --results "$OUT/RESULTS_gpu.md" 2>&1 | tee "$OUT/bench_memory_overhead.log" ;;
     eval) $PY benchmarks/bench_eval.py --device cuda --skip-numpy --skip-torchreid 2>&1 | tee "$OUT/bench_eval.log" ;;
     models) $PY benchmarks/bench_models.py --device cuda 2>&1 | tee "$OUT/bench_models.log"
