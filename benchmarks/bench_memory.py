@@ -31,6 +31,7 @@ on both, interleaved, with the ratios.
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import os
 import statistics
@@ -41,6 +42,7 @@ from pathlib import Path
 
 import torch
 from common import PeakCuda, PeakSampler, device_name, upsert
+from smcr.losses import HybridMemory
 from smcr.losses.reference import hybrid_memory_loss_reference, hybrid_memory_update_reference
 
 import smcr_ext
@@ -121,6 +123,14 @@ def ours_step(f0, memory, index, rows, validate=True):
                                        validate=validate).loss
     loss.backward()
     smcr_ext.hybrid_memory_update_(memory, rows, f.detach(), validate=validate)
+    return loss
+
+
+def module_step(f0, memory, rows):
+    f = f0.clone().requires_grad_()
+    loss = memory(f, rows)
+    loss.backward()
+    memory.update(f.detach(), rows, validate=False)  # as the trainer: forward checked them
     return loss
 
 
@@ -221,6 +231,15 @@ def run_size(n_t: int, args) -> list[str]:
         g_bf16 = g_memory.to(torch.bfloat16)
         new_row = torch.empty_like(order)
         new_row[order] = torch.arange(order.numel(), device=order.device)
+        # smcr.losses.HybridMemory holding the same memory and labels (loaded as a state in
+        # SpCL's layout, which it rearranges: one mean row per cluster, which its loss reads
+        # instead of the cluster's rows, and which its update keeps current)
+        modules = {}
+        for key, mem in (("h", memory), ("hc", mem_bf16)):
+            hm = HybridMemory(args.d, c_s, n_t, dtype=mem.dtype, device=dev,
+                              validate=not args.no_validate)
+            hm.load_state_dict({"features": mem, "labels": row_labels})
+            modules[key] = hm
     for b in args.batch:
         f0, rows = make_batch(b, c_s, n_t, args.d, dev, args.seed + b)
         # Agreement on one step from the same memory.
@@ -244,6 +263,12 @@ def run_size(n_t: int, args) -> list[str]:
                                      not args.no_validate)
             variants["cg"] = partial(ours_step, f0, g_bf16.clone(), g_index, g_rows,
                                      not args.no_validate)
+            is_src = rows < c_s
+            for key, hm in modules.items():
+                h_rows = torch.where(is_src, rows, hm.target_rows((rows - c_s).clamp(min=0)))
+                variants[key] = partial(module_step, f0, copy.deepcopy(hm), h_rows)
+                if key == "h":  # agreement with (b) on one step from the same memory
+                    lh = module_step(f0, copy.deepcopy(hm), h_rows).item()
         failed = {}
         if dev == "cuda":
             for key, mem in (("gb", memory), ("gc", mem_bf16)):
@@ -263,9 +288,11 @@ def run_size(n_t: int, args) -> list[str]:
         )
         print(lines[-1], flush=True)
         if both:
-            (tbg, _), (tcg, _) = res["bg"], res["cg"]
-            layout_rows.append(f"| {b} | {tb:.2f} | {tbg:.2f} | {tb / tbg:.2f} | {tc:.2f} | "
-                               f"{tcg:.2f} | {tc / tcg:.2f} |")
+            (tbg, _), (tcg, _), (th, ph), (thc, phc) = res["bg"], res["cg"], res["h"], res["hc"]
+            layout_rows.append(
+                f"| {b} | {tb:.2f} | {tbg:.2f} | {th:.2f} | {tb / tbg:.2f} | {tb / th:.2f} | "
+                f"{tc:.2f} | {tcg:.2f} | {thc:.2f} | {tc / tcg:.2f} | {tc / thc:.2f} | "
+                f"{ph:.0f} / {phc:.0f} | {lb:.6f} vs {lh:.6f} |")
         if dev == "cuda":
             cells = [f"{res[k][0]:.3f}" if k in res else f"capture failed ({failed[k]})"
                      for k in ("gb", "gc")]
@@ -274,13 +301,18 @@ def run_size(n_t: int, args) -> list[str]:
     if layout_rows:
         lines += [
             "",
-            "The same steps with the rows in label order, as smcr.losses.HybridMemory stores "
-            f"them ({int(g_index.runs[:, 1].sum()):,} of the {num_labels:,} labels in "
-            f"{g_index.runs.shape[0]} zero-copy runs; interleaved with the above):",
+            "The same steps with the rows in label order (b', c': "
+            f"{int(g_index.runs[:, 1].sum()):,} of the {num_labels:,} labels in "
+            f"{g_index.runs.shape[0]} zero-copy runs) and through smcr.losses.HybridMemory "
+            f"(h: {modules['h'].num_clusters:,} cluster-mean rows, the loss reads "
+            f"{modules['h'].num_labels:,} of {modules['h'].features.shape[0]:,} rows; forward, "
+            "backward and update(validate=False) as the trainer calls them), interleaved with "
+            "the above:",
             "",
-            "| B | (b) f32 as sampled ms | (b') f32 in label order ms | b/b' | "
-            "(c) bf16 as sampled ms | (c') bf16 in label order ms | c/c' |",
-            "|---|---|---|---|---|---|---|",
+            "| B | (b) f32 as sampled ms | (b') f32 label order ms | (h) f32 HybridMemory ms | "
+            "b/b' | b/h | (c) bf16 as sampled ms | (c') bf16 label order ms | "
+            "(hc) bf16 HybridMemory ms | c/c' | c/hc | peak MiB h / hc | loss b vs h |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *layout_rows,
         ]
     if graph_rows:

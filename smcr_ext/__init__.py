@@ -28,6 +28,7 @@ from .losses import (  # noqa: F401  (the two backward ops are private but reach
     hybrid_memory_loss,
     hybrid_memory_update_,
     label_index,
+    label_means,
     soft_triplet,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "knn",
     "kreciprocal_jaccard",
     "label_index",
+    "label_means",
     "soft_triplet",
 ]
 

@@ -34,6 +34,7 @@ __all__ = [
     "hybrid_memory_loss",
     "hybrid_memory_update_",
     "label_index",
+    "label_means",
     "soft_triplet",
 ]
 
@@ -458,6 +459,28 @@ def soft_triplet(
     return SoftTripletOutput(loss, per, pos, neg, dap, dan)
 
 
+def label_means(memory: torch.Tensor, index: LabelIndex, labels: Any) -> torch.Tensor:
+    """(B, D) means of the memory rows of `labels` (B,) under `index` (zeros for a label
+    outside [0, L) or with no row), in the memory's dtype: each summed in ascending row order
+    in float32 (float64 for a float64 memory) and rounded once, as the loss computes its label
+    means. One kernel, no host synchronisation; `smcr.losses.HybridMemory` uses it to keep
+    the rows that hold cluster means current after an update."""
+    mem = _check_matrix(memory, "memory", _MEMORY_DTYPES)
+    if not mem.is_contiguous():
+        raise ValueError("memory must be contiguous")
+    if not isinstance(index, LabelIndex):
+        raise TypeError(f"index must be a LabelIndex, got {type(index).__name__}")
+    if index.num_rows != mem.shape[0] or index.device != mem.device:
+        raise ValueError(f"index must cover the memory's M = {mem.shape[0]} rows on "
+                         f"{mem.device}, got {index.num_rows} rows on {index.device}")
+    lab = as_tensor(labels, "labels")
+    if lab.dim() != 1 or lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
+        raise TypeError(f"labels must be a 1-D integer tensor, got {lab.dtype} of shape "
+                        f"{tuple(lab.shape)}")
+    lab = lab.to(device=mem.device, dtype=torch.int64).contiguous()
+    return _ops._hybrid_memory_label_means(mem, index.label_ptr, index.label_rows, lab)
+
+
 # --------------------------------------------------------------------------- backward ops
 
 
@@ -509,6 +532,11 @@ def _hm_loss_fake(features, memory, label_ptr, label_rows, targets, temperature,
 @torch.library.register_fake("smcr::_hybrid_memory_loss_backward")
 def _hm_backward_fake(grad_loss, grad_per_sample, grad_cache, dtype):
     return grad_cache.new_empty(grad_cache.shape, dtype=dtype)
+
+
+@torch.library.register_fake("smcr::_hybrid_memory_label_means")
+def _label_means_fake(memory, label_ptr, label_rows, labels):
+    return memory.new_empty((labels.shape[0], memory.shape[1]))
 
 
 @torch.library.register_fake("smcr::hybrid_memory_update_")

@@ -222,6 +222,44 @@ def test_zero_copy_runs_cuda(block_size, dtype):
         torch.testing.assert_close(x.grad.cpu(), gc, rtol=tol * 10, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, f64])
+def test_label_means_cuda_matches_cpu(dtype):
+    _, memory, row_labels, _ = grouped_case()
+    mem = memory.to(dtype)
+    labels = torch.cat([torch.arange(-2, 600), torch.tensor([300, 300, 10_000])])
+    cpu = smcr_ext.label_means(mem, smcr_ext.label_index(row_labels), labels)
+    gpu = smcr_ext.label_means(mem.to(DEV), smcr_ext.label_index(row_labels.to(DEV)),
+                               labels.to(DEV))
+    assert gpu.dtype == dtype
+    # the same order of additions on both; bf16 rounds the same float mean once
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-6 if dtype == torch.float32 else 0,
+                               atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_hybrid_memory_module_cuda_matches_cpu():
+    """HybridMemory on CUDA (mean rows refreshed by the label-means kernel after every
+    update) follows the CPU step by step."""
+    g = torch.Generator().manual_seed(31)
+    src, src_y = torch.randn(200, 64, generator=g), torch.arange(200) % 40
+    tgt = torch.randn(1500, 64, generator=g)
+    pseudo = torch.randint(-1, 120, (1500,), generator=g)
+    res = {}
+    for device in ("cpu", DEV):
+        memory = HybridMemory.from_features(src.to(device), src_y.to(device), tgt.to(device))
+        memory.relabel(pseudo.to(device))
+        gb = torch.Generator().manual_seed(32)
+        losses = []
+        for _ in range(10):
+            ti = torch.randint(0, 1500, (48,), generator=gb)
+            f = F.normalize(torch.randn(48, 64, generator=gb), dim=1).to(device)
+            rows = memory.target_rows(ti.to(device))
+            losses.append(memory(f, rows).item())
+            memory.update(f, rows)
+        res[device] = (losses, memory.features.cpu())
+    assert max(abs(a - b) for a, b in zip(res["cpu"][0], res[DEV][0], strict=True)) <= 1e-4
+    assert (res["cpu"][1] - res[DEV][1]).abs().max().item() <= 1e-5
+
+
 # ------------------------------------------------------------------------------ update
 
 
@@ -466,6 +504,33 @@ def test_unchecked_step_never_synchronises(memory_dtype, layout):
     torch.cuda.set_sync_debug_mode("error")
     try:
         _unchecked_step(f0, memory, index, rows, teacher)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+
+
+@pytest.mark.parametrize("memory_dtype", [torch.float32, torch.bfloat16])
+def test_hybrid_memory_unchecked_step_never_synchronises(memory_dtype):
+    """HybridMemory with validate=False: loss, backward, update and the refresh of the
+    cluster-mean rows queue device work only."""
+    g = torch.Generator().manual_seed(33)
+    memory = HybridMemory.from_features(
+        torch.randn(100, 32, generator=g).to(DEV), (torch.arange(100) % 20).to(DEV),
+        torch.randn(800, 32, generator=g).to(DEV), dtype=memory_dtype, validate=False)
+    memory.relabel(torch.randint(-1, 60, (800,), generator=g).to(DEV))
+    rows = memory.target_rows(torch.randint(0, 800, (32,), generator=g).to(DEV))
+    f0 = F.normalize(torch.randn(32, 32, generator=g), dim=1).to(DEV)
+
+    def step():
+        f = f0.clone().requires_grad_()
+        memory(f, rows).backward()
+        memory.update(f.detach(), rows)
+
+    step()  # warm (caches of the label indexes, cuBLAS handles)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
     torch.cuda.synchronize()

@@ -219,6 +219,33 @@ def test_bad_runs_are_refused():
         call(idx.runs[:, :2])
 
 
+@pytest.mark.parametrize("dtype", [f64, torch.float32, torch.bfloat16])
+def test_label_means(dtype):
+    """Means of the rows of given labels (repeats allowed; absent or out-of-range labels give
+    zeros) in the memory's dtype, as the loss computes them (a float32 sum rounded once)."""
+    g = torch.Generator().manual_seed(16)
+    memory = torch.randn(40, 9, generator=g, dtype=f64).to(dtype)
+    row_labels = torch.randint(0, 12, (40,), generator=g)
+    row_labels[row_labels == 4] = 5  # label 4 absent
+    idx = smcr_ext.label_index(row_labels, 13)  # label 12 absent too
+    labels = torch.tensor([0, 5, 5, 4, 12, 13, -1, 11, 3])
+    got = smcr_ext.label_means(memory, idx, labels)
+    assert got.dtype == dtype and got.shape == (9, 9)
+    acc = f64 if dtype == f64 else torch.float32
+    for i, c in enumerate(labels.tolist()):
+        rows = (row_labels == c).nonzero().flatten() if 0 <= c < 13 else torch.tensor([], dtype=torch.long)
+        want = (memory[rows].to(acc).sum(0) / max(1, rows.numel())).to(dtype) if rows.numel() \
+            else torch.zeros(9, dtype=dtype)
+        torch.testing.assert_close(got[i], want, rtol=1e-6 if dtype == torch.float32 else 0,
+                                   atol=1e-6 if dtype == torch.float32 else 1e-12)
+    torch.library.opcheck(torch.ops.smcr._hybrid_memory_label_means.default,
+                          (memory, idx.label_ptr, idx.label_rows, labels))
+    with pytest.raises(TypeError, match="labels must be a 1-D integer tensor"):
+        smcr_ext.label_means(memory, idx, labels.float())
+    with pytest.raises(ValueError, match="index must cover"):
+        smcr_ext.label_means(memory[:30].contiguous(), idx, labels)
+
+
 def test_large_batch_and_labels_float64():
     features, memory, row_labels, targets = make_case(b=64, m=3000, d=32, num_labels=900,
                                                       absent=(0, 5, 899), seed=1)

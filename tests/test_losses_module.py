@@ -35,22 +35,30 @@ def test_from_features_layout_and_relabel():
     # clusters 2, 7, 9 -> 0, 1, 2 (+5); outliers -> 3, 4, 5 (+5) in dataset order
     assert mem.target_labels.tolist() == [6, 6, 8, 5, 5, 5, 9, 6, 7, 7, 10, 5]
     assert mem.label_index.num_labels == 11
-    # the rows are stored in label order, each image's feature moved with it
-    assert mem.labels.tolist() == list(range(5)) + [5] * 4 + [6] * 3 + [7] * 2 + [8, 9, 10]
+    # layout: source rows, one mean row per cluster, the un-clustered images (row = label),
+    # then the clustered images grouped by cluster; each image's feature moved with it
+    assert mem.features.shape == (20, 8) and mem.num_clusters == 3 and mem.num_labels == 11
+    assert mem.labels.tolist() == list(range(11)) + [5] * 4 + [6] * 3 + [7] * 2
     assert mem.target_rows(torch.tensor([3, 4, 5, 11, 0, 2, 6, 10])).tolist() == [
-        5, 6, 7, 8, 9, 14, 15, 16]
-    torch.testing.assert_close(mem.target_features, F.normalize(tgt, dim=1))
-    torch.testing.assert_close(mem.features[mem.target_rows(torch.arange(12))],
-                               F.normalize(tgt, dim=1))
-    # a second relabelling permutes from the current layout
+        11, 12, 13, 14, 15, 8, 9, 10]
+    t = F.normalize(tgt, dim=1)
+    torch.testing.assert_close(mem.target_features, t)
+    torch.testing.assert_close(mem.features[mem.target_rows(torch.arange(12))], t)
+    for row, images in ((5, [3, 4, 5, 11]), (6, [0, 1, 7]), (7, [8, 9])):
+        torch.testing.assert_close(mem.features[row], t[images].mean(0), rtol=0, atol=1e-15)
+    # a second relabelling rebuilds the layout from the current one
     mem.relabel(torch.tensor([-1, 0, 0, -1, 1, 1, 1, -1, 0, -1, 1, -1]))
-    assert mem.labels.tolist() == list(range(5)) + [5] * 3 + [6] * 4 + [7, 8, 9, 10, 11]
-    assert mem.target_rows(torch.tensor([0, 3, 7, 9, 11])).tolist() == [12, 13, 14, 15, 16]
-    torch.testing.assert_close(mem.target_features, F.normalize(tgt, dim=1))
+    assert mem.labels.tolist() == list(range(12)) + [5] * 3 + [6] * 4
+    assert mem.target_rows(torch.tensor([0, 3, 7, 9, 11])).tolist() == [7, 8, 9, 10, 11]
+    torch.testing.assert_close(mem.target_features, t)
+    torch.testing.assert_close(mem.features[5], t[[1, 2, 8]].mean(0), rtol=0, atol=1e-15)
+    torch.testing.assert_close(mem.features[:5], class_centroids(src, src_y))
     with pytest.raises(ValueError, match="target_labels"):
         mem.relabel(torch.zeros(5, dtype=torch.int64))
     with pytest.raises(ValueError, match="rows"):
-        mem(torch.randn(2, 8, dtype=f64), torch.tensor([0, 17]))
+        mem(torch.randn(2, 8, dtype=f64), torch.tensor([0, 19]))
+    with pytest.raises(ValueError, match=r"not the rows \[5, 7\) that hold the cluster means"):
+        mem(F.normalize(torch.randn(2, 8, dtype=f64), dim=1), torch.tensor([0, 6]))
 
 
 def test_bfloat16_memory_halves_bytes():
@@ -197,16 +205,19 @@ def test_forward_value_checks_name_the_argument(monkeypatch):
 
 
 def test_update_checks_values_unless_told_they_were_checked(monkeypatch):
+    import smcr.losses.hybrid_memory as module
+
     memory = HybridMemory.from_features(None, None, F.normalize(torch.randn(8, 4), dim=1))
     f = F.normalize(torch.randn(2, 4), dim=1)
     rows = torch.tensor([3, 5])
-    seen = []
-    real = smcr_ext.hybrid_memory_update_
-    monkeypatch.setattr(smcr_ext, "hybrid_memory_update_",
-                        lambda *a, **k: seen.append(k["validate"]) or real(*a, **k))
-    memory.update(f, rows)  # default: this memory's validate (True)
+    checks = []
+    real = module._first_invalid
+    monkeypatch.setattr(module, "_first_invalid",
+                        lambda *a, **k: checks.append(1) or real(*a, **k))
+    memory.update(f, rows)  # default: this memory's validate (True): one check
+    assert len(checks) == 1
     memory.update(f, rows, validate=False)  # a loop whose forward checked these already
-    assert seen == [True, False]
+    assert len(checks) == 1
     bad = f.clone()
     bad[0, 1] = float("inf")
     before = memory.features.clone()
@@ -214,12 +225,38 @@ def test_update_checks_values_unless_told_they_were_checked(monkeypatch):
         memory.update(bad, rows)
     with pytest.raises(ValueError, match=r"rows must be in \[0, M = 8\)"):
         memory.update(f, torch.tensor([3, 8]))
+    memory.relabel(torch.tensor([0, 0, 1, -1, 1, 1, -1, 0]))  # mean rows 0 and 1
+    before = memory.features.clone()
+    with pytest.raises(ValueError, match=r"rows must be rows of samples"):
+        memory.update(f, torch.tensor([1, 5]))
     assert torch.equal(memory.features, before)  # nothing written by a rejected update
     quiet = HybridMemory.from_features(None, None, torch.randn(8, 4), validate=False)
-    seen.clear()
+    checks.clear()
     quiet.update(f, rows)
+    assert not checks
     quiet.update(f, rows, validate=True)
-    assert seen == [False, True]
+    assert len(checks) == 1
+
+
+def test_update_keeps_the_cluster_means_current():
+    """After every update, each cluster's mean row equals the mean of its image rows, also
+    with a row listed twice and rows of several clusters in one batch; single-row labels
+    (source classes, un-clustered images) are plain rows."""
+    g = torch.Generator().manual_seed(4)
+    memory = HybridMemory.from_features(torch.randn(9, 6, generator=g, dtype=f64),
+                                        torch.arange(9) % 3, torch.randn(30, 6, generator=g,
+                                                                         dtype=f64), dtype=f64)
+    memory.relabel(torch.randint(-1, 5, (30,), generator=g))
+    c_s, k, n_labels = 3, memory.num_clusters, memory.num_labels
+    for step in range(5):
+        idx = torch.randint(0, 30, (7,), generator=g)
+        idx[2] = idx[0]
+        rows = torch.cat([memory.source_rows(torch.tensor([step % 3])), memory.target_rows(idx)])
+        memory.update(F.normalize(torch.randn(8, 6, generator=g, dtype=f64), dim=1), rows)
+        for j in range(k):
+            members = memory.features[n_labels:][memory.labels[n_labels:] == c_s + j]
+            torch.testing.assert_close(memory.features[c_s + j], members.mean(0), rtol=0,
+                                       atol=1e-15)
 
 
 def test_state_dict_round_trip_and_old_states_without_target_row():
@@ -246,6 +283,16 @@ def test_state_dict_round_trip_and_old_states_without_target_row():
     torch.testing.assert_close(loaded.target_features, F.normalize(tgt, dim=1))
     loaded.relabel(torch.tensor([1, -1, 0, 1, -1, 0, 0, -1, 1]))  # permutes from there
     torch.testing.assert_close(loaded.target_features, F.normalize(tgt, dim=1))
+    # ... and one saved after a relabelling: SpCL's layout with clusters, same loss
+    spcl = {"features": torch.cat([mem.features[:3], mem.target_features]),
+            "labels": torch.cat([mem.labels[:3], mem.target_labels])}
+    loaded = HybridMemory(4, 3, 9)
+    loaded.load_state_dict(spcl)
+    assert loaded.num_clusters == 2 and loaded.num_labels == mem.num_labels
+    torch.testing.assert_close(loaded.target_features, mem.target_features)
+    torch.testing.assert_close(loaded(f, loaded.target_rows(torch.tensor([0, 4, 8]))), want)
     bad = dict(mem.state_dict(), target_row=torch.tensor([3, 3, 4, 5, 6, 7, 8, 9, 10]))
-    with pytest.raises(RuntimeError, match="target_row must be a permutation"):
+    with pytest.raises(RuntimeError, match="not a layout of this class"):
         HybridMemory(4, 3, 9).load_state_dict(bad)
+    with pytest.raises(RuntimeError, match="no target_row"):
+        HybridMemory(4, 3, 9).load_state_dict({"features": mem.features, "labels": mem.labels})

@@ -91,7 +91,9 @@ def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache, old_che
         state = torch.load(path, weights_only=True)
         for s in state["branches"].values():
             rows = s.pop("memory_target_row")
-            c_s = s["memory_features"].shape[0] - rows.numel()
+            n_labels = int(s["memory_labels"].max()) + 1
+            k = s["memory_labels"][n_labels:].unique().numel()  # clusters (mean rows)
+            c_s = int(rows.min()) - k
             for key in ("memory_features", "memory_labels"):
                 s[key] = torch.cat([s[key][:c_s], s[key][rows]])
         torch.save(state, path)

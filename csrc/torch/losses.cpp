@@ -175,6 +175,38 @@ at::Tensor hybrid_memory_loss_backward_cpu(const at::Tensor& grad_loss,
   return out.to(dtype);
 }
 
+// ------------------------------------------------------------------------ label means
+
+// (B, D) means of the rows of labels[i] (zeros for a label with no row or outside [0, L)),
+// summed in ascending row order and returned in the memory's dtype (bf16: rounded once).
+at::Tensor hybrid_memory_label_means_op_cpu(const at::Tensor& memory, const at::Tensor& label_ptr,
+                                            const at::Tensor& label_rows,
+                                            const at::Tensor& labels) {
+  check_label_means(memory, label_ptr, label_rows, labels);
+  const int64_t M = memory.size(0), D = memory.size(1), L = label_ptr.numel() - 1;
+  const int64_t B = labels.numel();
+  const at::ScalarType acc = memory.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor out = at::empty({B, D}, memory.options().dtype(acc));
+  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
+  const int64_t* rows = label_rows.data_ptr<int64_t>();
+  const int64_t* lab = labels.data_ptr<int64_t>();
+  switch (memory.scalar_type()) {
+    case at::kFloat:
+      check_status(smcr::hybrid_memory_label_means_cpu<float, float>(
+          memory.data_ptr<float>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<float>()));
+      break;
+    case at::kBFloat16:
+      check_status(smcr::hybrid_memory_label_means_cpu<smcr::bf16, float>(
+          reinterpret_cast<const smcr::bf16*>(memory.data_ptr()), M, D, ptr, rows, L, lab, 0, B,
+          out.data_ptr<float>()));
+      break;
+    default:
+      check_status(smcr::hybrid_memory_label_means_cpu<double, double>(
+          memory.data_ptr<double>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<double>()));
+  }
+  return out.to(memory.scalar_type());
+}
+
 // ------------------------------------------------------------------------ update
 
 template <typename T, typename Acc>
@@ -290,6 +322,7 @@ TORCH_LIBRARY_IMPL(smcr, CPU, m) {
   m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cpu);
   m.impl("hybrid_memory_loss", &hybrid_memory_loss_cpu);
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cpu);
+  m.impl("_hybrid_memory_label_means", &hybrid_memory_label_means_op_cpu);
   m.impl("hybrid_memory_update_", &hybrid_memory_update_cpu);
   m.impl("soft_triplet", &soft_triplet_cpu);
   m.impl("_soft_triplet_backward", &soft_triplet_backward_cpu);

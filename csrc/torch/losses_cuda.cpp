@@ -217,6 +217,41 @@ at::Tensor hybrid_memory_loss_backward_cuda(const at::Tensor& grad_loss,
   return out.to(dtype);
 }
 
+// ------------------------------------------------------------------------ label means
+
+// (B, D) means in the memory's dtype (the kernel accumulates in float, or double, and
+// rounds once on the store); one launch, no synchronisation.
+at::Tensor hybrid_memory_label_means_op_cuda(const at::Tensor& memory,
+                                             const at::Tensor& label_ptr,
+                                             const at::Tensor& label_rows,
+                                             const at::Tensor& labels) {
+  check_label_means(memory, label_ptr, label_rows, labels);
+  const c10::cuda::CUDAGuard guard(memory.device());
+  const int64_t M = memory.size(0), D = memory.size(1), L = label_ptr.numel() - 1;
+  const int64_t B = labels.numel();
+  at::Tensor out = at::empty({B, D}, memory.options());
+  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
+  const int64_t* rows = label_rows.data_ptr<int64_t>();
+  const int64_t* lab = labels.data_ptr<int64_t>();
+  switch (memory.scalar_type()) {
+    case at::kFloat:
+      check_status(smcr::hybrid_memory_label_means_cuda<float, float>(
+          memory.data_ptr<float>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<float>(),
+          current_stream()));
+      break;
+    case at::kBFloat16:
+      check_status(smcr::hybrid_memory_label_means_cuda<smcr::bf16, smcr::bf16>(
+          reinterpret_cast<const smcr::bf16*>(memory.data_ptr()), M, D, ptr, rows, L, lab, 0, B,
+          reinterpret_cast<smcr::bf16*>(out.data_ptr()), current_stream()));
+      break;
+    default:
+      check_status(smcr::hybrid_memory_label_means_cuda<double, double>(
+          memory.data_ptr<double>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<double>(),
+          current_stream()));
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------------ update
 
 void hybrid_memory_update_cuda(at::Tensor memory, const at::Tensor& rows,
@@ -342,6 +377,7 @@ TORCH_LIBRARY_IMPL(smcr, CUDA, m) {
   m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cuda);
   m.impl("hybrid_memory_loss", &hybrid_memory_loss_cuda);
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cuda);
+  m.impl("_hybrid_memory_label_means", &hybrid_memory_label_means_op_cuda);
   m.impl("hybrid_memory_update_", &hybrid_memory_update_cuda);
   m.impl("soft_triplet", &soft_triplet_cuda);
   m.impl("_soft_triplet_backward", &soft_triplet_backward_cuda);

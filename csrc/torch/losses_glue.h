@@ -166,6 +166,26 @@ void for_each_label_block(int64_t num_labels, int64_t max_block, int64_t max_run
   }
 }
 
+// Checks of _hybrid_memory_label_means: (M, D) memory, a label index over its rows, (B,)
+// labels (any value: labels outside [0, L) or without rows give zeros).
+inline void check_label_means(const at::Tensor& memory, const at::Tensor& label_ptr,
+                              const at::Tensor& label_rows, const at::Tensor& labels) {
+  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
+  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous");
+  const auto mt = memory.scalar_type();
+  SMCR_CHECK(mt == at::kFloat || mt == at::kBFloat16 || mt == at::kDouble,
+              "memory must be float32, bfloat16 or float64, got ", mt);
+  check_int64_vector(label_ptr, "label_ptr");
+  check_int64_vector(label_rows, "label_rows");
+  check_int64_vector(labels, "labels");
+  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
+  SMCR_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
+              "row (M = ", memory.size(0), "), got ", label_rows.numel());
+  check_same_device(label_ptr, "label_ptr", memory, "memory");
+  check_same_device(label_rows, "label_rows", memory, "memory");
+  check_same_device(labels, "labels", memory, "memory");
+}
+
 inline at::ScalarType check_hybrid_memory_update(const at::Tensor& memory, const at::Tensor& rows,
                                                  const at::Tensor& features, double momentum) {
   SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());

@@ -31,6 +31,9 @@ TORCH_LIBRARY(smcr, m) {
   m.def(
       "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor? grad_per_sample, Tensor grad_cache, "
       "ScalarType dtype) -> Tensor");
+  m.def(
+      "_hybrid_memory_label_means(Tensor memory, Tensor label_ptr, Tensor label_rows, "
+      "Tensor labels) -> Tensor");
   m.def("hybrid_memory_update_(Tensor(a!) memory, Tensor rows, Tensor features, float momentum) -> ()");
   m.def(
       "soft_triplet(Tensor student, Tensor? teacher, Tensor labels, float margin) -> (Tensor loss, "

@@ -2,18 +2,20 @@
 (its L2-normalised centroid) and one row per target image, each row with a label in one
 shared label space, the joint contrastive loss over it, and its explicit momentum update.
 
-Layout:
-    rows   [0, C_s)          source-class centroids, row c carries label c
-    rows   [C_s, C_s + N_t)  target instances, one row per target image, carrying C_s + (its
-                             cluster), or a label of its own when un-clustered (SpCL's labels)
-A source sample of class y uses row y; the row of target image k (its dataset index) is
-``target_row[k]`` (:meth:`HybridMemory.source_rows`, :meth:`HybridMemory.target_rows`).
-Unlike SpCL, the target rows are kept in label order: every relabelling permutes them so
-that each cluster's rows are consecutive and the un-clustered images (a label each) follow
-on consecutive rows. The label means of those single-row labels are then slices of the
-memory itself, which the loss multiplies in place instead of copying them (on a mid-training
-clustering, most of the memory). Before the first relabelling, target image k is on row
-C_s + k.
+Layout: the memory keeps one row per label for the loss, and the rows of clustered target
+images after them. With C_s source classes, k clusters, n_out un-clustered and n_in clustered
+target images (L = C_s + k + n_out labels, P = L + n_in rows):
+    rows [0, C_s)           source-class centroids; row c carries label c
+    rows [C_s, C_s + k)     the mean of each cluster's rows (label C_s + j), derived: kept
+                            equal to the mean of the cluster's image rows after every update
+    rows [C_s + k, L)       un-clustered target images, a label each (row = label)
+    rows [L, P)             clustered target images, grouped by cluster (label C_s + j)
+So row c < L is exactly label c's mean, and the loss (SpCL's: each cluster scored by the mean
+of its rows) reads L rows, contiguous, in place, instead of the whole memory: on a
+mid-training clustering of 126k images about a third of it. Source samples use row = class
+id; target image k uses row ``target_row[k]`` (:meth:`HybridMemory.source_rows`,
+:meth:`HybridMemory.target_rows`); every relabelling rebuilds the layout. Before the first
+one (k = 0) target image k is on row C_s + k, SpCL's layout.
 
 A training step reads:
     loss_joint = memory(features, rows)     # Eq. 4-5 / 9-10 (no state change)
@@ -73,8 +75,8 @@ def class_centroids(features: torch.Tensor, labels: torch.Tensor, num_classes: i
 
 
 class HybridMemory(nn.Module):
-    """Memory bank (M, D) of source-class centroids and target instance features, its row
-    labels, and the joint contrastive loss over it.
+    """Memory bank of source-class centroids and target instance features, its row labels,
+    and the joint contrastive loss over it (module docstring: the layout).
 
     Args:
         num_features: D.
@@ -83,11 +85,15 @@ class HybridMemory(nn.Module):
         temperature: tau of the loss (0.05). momentum: of the update (0.2: the new feature
             gets weight 0.8). eps: SpCL's masked-softmax epsilon (1e-6).
         dtype: the memory's dtype: float32, or bfloat16 to halve its size (float64 for tests).
+            A bfloat16 memory keeps its cluster means rounded to bfloat16 too.
         device: where the memory lives.
         process_group: the torch.distributed group whose ranks share the memory (default:
             the world, when torch.distributed is initialised).
-        validate: check rows, targets and features for bad values before every call (one or
-            two host synchronisations per call on CUDA); shapes are always checked.
+        validate: check rows and features for bad values before every call (one host
+            synchronisation per call on CUDA); shapes are always checked.
+
+    Buffers (read-only for users; in the state dict): ``features`` (P, D), ``labels`` (P,)
+    the label of each row, ``target_row`` (N_t,) the row of each target image.
 
     Under torch.distributed every rank holds the whole memory; :meth:`update` gathers the
     features and rows of all ranks and applies them in rank order (rank 0's batch first,
@@ -138,11 +144,10 @@ class HybridMemory(nn.Module):
         m = self.num_source_classes + self.num_target
         self.register_buffer("features", torch.zeros(m, num_features, dtype=dtype, device=device))
         self.register_buffer("labels", torch.arange(m, dtype=torch.int64, device=device))
-        # the memory row of every target image (dataset index k), permuted by relabel
         self.register_buffer("target_row", torch.arange(
             self.num_source_classes, m, dtype=torch.int64, device=device))
-        self._index: smcr_ext.LabelIndex | None = None
-        self._index_key: tuple | None = None
+        self._num_labels = m
+        self._clear_caches()
 
     # ------------------------------------------------------------------ construction
 
@@ -185,15 +190,20 @@ class HybridMemory(nn.Module):
         return memory
 
     def relabel(self, target_labels: torch.Tensor) -> RelabelStats:
-        """Set the target rows' labels from a clustering of the target images.
+        """Set the target images' labels from a clustering and rebuild the layout.
 
         Args:
             target_labels: (N_t,) integer cluster ids, -1 for un-clustered images (DBSCAN's
                 noise). Cluster ids are compacted in increasing order; every un-clustered
-                image becomes a class of its own, after the clusters (SpCL's labelling).
+                image becomes a class of its own, after the clusters, in dataset order
+                (SpCL's labelling).
 
         Returns:
             RelabelStats(num_clusters, num_outliers, largest_cluster, num_labels).
+
+        The target rows move (the order is a stable sort of the new labels, so every rank
+        builds the same layout) and a row per cluster holding its mean is added; the memory
+        briefly holds the old and the new bank.
         """
         t = torch.as_tensor(target_labels)
         if t.dim() != 1 or t.numel() != self.num_target:
@@ -208,25 +218,50 @@ class HybridMemory(nn.Module):
         clustered = t >= 0
         ids, compact, sizes = torch.unique(t[clustered], return_inverse=True, return_counts=True)
         k = ids.numel()
-        new = torch.empty_like(t)
-        new[clustered] = compact
-        n_out = int((~clustered).sum())
-        new[~clustered] = k + torch.arange(n_out, device=t.device)
-        # Store the target rows in label order: image order[j] moves to row C_s + j. The
-        # sort is stable, so the permutation depends only on the labels (identical on every
-        # rank) and the un-clustered images keep their dataset order.
-        c_s = self.num_source_classes
-        order = torch.argsort(new, stable=True)
-        with torch.no_grad():
-            self.features[c_s:] = self.features[self.target_row[order]]
-            self.labels[c_s:] = c_s + new[order]
-            self.target_row[order] = torch.arange(c_s, c_s + self.num_target,
-                                                  device=self.target_row.device)
-        self._index = None
+        cluster = torch.full_like(t, -1)
+        cluster[clustered] = compact
+        n_out = self.num_target - int(sizes.sum())
+        self._arrange(cluster, k)
         return RelabelStats(k, n_out, int(sizes.max()) if k else 0,
                             self.num_source_classes + k + n_out)
 
+    @torch.no_grad()
+    def _arrange(self, cluster: torch.Tensor, k: int) -> None:
+        """The layout for compact cluster ids `cluster` (N_t,) in [0, k), -1 = un-clustered."""
+        c_s, n_t, dev = self.num_source_classes, self.num_target, self.features.device
+        # un-clustered images first (key -1, in dataset order), then the clusters in order
+        order = torch.argsort(cluster, stable=True)
+        n_out = n_t - int((cluster >= 0).sum())
+        n_labels = c_s + k + n_out
+        p = c_s + k + n_t
+        feats = self.features.new_empty(p, self.num_features)
+        feats[:c_s] = self.features[:c_s]
+        torch.index_select(self.features, 0, self.target_row[order], out=feats[c_s + k:])
+        labels = torch.empty(p, dtype=torch.int64, device=dev)
+        labels[:n_labels] = torch.arange(n_labels, device=dev)  # row c < L is label c
+        labels[n_labels:] = c_s + cluster[order[n_out:]]
+        target_row = torch.empty_like(self.target_row)
+        target_row[order] = torch.arange(c_s + k, p, device=dev)
+        self.features, self.labels = feats, labels
+        self.target_row.copy_(target_row)
+        self._num_labels = n_labels
+        self._clear_caches()
+        if k:
+            means = smcr_ext.label_means(feats, self._means_index(),
+                                         torch.arange(c_s, c_s + k, device=dev))
+            feats[c_s:c_s + k] = means
+
     # ------------------------------------------------------------------ rows
+
+    @property
+    def num_clusters(self) -> int:
+        """k: the clusters of the current labelling (their mean rows are [C_s, C_s + k))."""
+        return self.features.shape[0] - self.num_source_classes - self.num_target
+
+    @property
+    def num_labels(self) -> int:
+        """L: the labels of the loss (rows [0, L) are their means)."""
+        return self._num_labels
 
     def source_rows(self, class_ids: torch.Tensor) -> torch.Tensor:
         """Memory rows of source samples: their class ids (on the memory's device)."""
@@ -255,12 +290,50 @@ class HybridMemory(nn.Module):
 
     @property
     def label_index(self) -> smcr_ext.LabelIndex:
-        """The rows grouped by label, rebuilt only when the labels change."""
-        key = (self.labels.device, self.labels.data_ptr(), self.labels._version)
-        if self._index is None or self._index_key != key:
-            self._index = smcr_ext.label_index(self.labels)
-            self._index_key = key
-        return self._index
+        """The loss's label index: label c is row c, for c < L (one zero-copy run)."""
+        if self._loss_index is None:
+            self._loss_index = smcr_ext.label_index(
+                torch.arange(self._num_labels, device=self.labels.device))
+        return self._loss_index
+
+    def _means_index(self) -> smcr_ext.LabelIndex:
+        """The rows of every label among the sample rows (the mean rows carry the spare
+        label L), to recompute cluster means."""
+        if self._cluster_index is None:
+            c_s, k = self.num_source_classes, self.num_clusters
+            lab = self.labels.clone()
+            lab[c_s:c_s + k] = self._num_labels
+            self._cluster_index = smcr_ext.label_index(lab, self._num_labels + 1)
+        return self._cluster_index
+
+    def _sample_rows(self) -> torch.Tensor:
+        """(P,) int64: 1 for rows of samples, 0 for the rows that hold cluster means."""
+        if self._is_sample is None:
+            c_s, k = self.num_source_classes, self.num_clusters
+            is_sample = torch.ones_like(self.labels)
+            is_sample[c_s:c_s + k] = 0
+            self._is_sample = is_sample
+        return self._is_sample
+
+    def _clear_caches(self) -> None:
+        self._loss_index: smcr_ext.LabelIndex | None = None
+        self._cluster_index: smcr_ext.LabelIndex | None = None
+        self._is_sample: torch.Tensor | None = None
+
+    def _check_rows(self, features: torch.Tensor, rows: torch.Tensor) -> None:
+        """One check, one host synchronisation: finite features, rows in [0, P) that are
+        rows of samples."""
+        p = self.features.shape[0]
+        bad_row, _, out_of_range, mean_row = _first_invalid(features.detach(), None, rows, p,
+                                                            self._sample_rows())
+        _raise_bad_values(features, "features", bad_row, rows, "rows", out_of_range,
+                          f"in [0, M = {p})")
+        if mean_row >= 0:
+            c_s = self.num_source_classes
+            raise ValueError(
+                f"rows must be rows of samples, not the rows [{c_s}, {c_s + self.num_clusters})"
+                f" that hold the cluster means; rows[{mean_row}] = {int(rows[mean_row])} (use "
+                "source_rows / target_rows)")
 
     # ------------------------------------------------------------------ loss and update
 
@@ -279,21 +352,19 @@ class HybridMemory(nn.Module):
             raise ValueError(
                 f"rows must be (B,) = ({features.shape[0]},), got shape {tuple(rows.shape)}"
             )
-        m = self.labels.numel()
         if self.validate and features.dim() == 2 and features.is_floating_point():
-            # the op wrappers' one-op check: the targets are the labels of valid rows, so each
-            # is carried by a row and needs no check of its own
+            # the targets are the labels of valid rows, so each is carried by a row and
+            # needs no check of its own
             rows = rows.to(torch.int64).contiguous()
-            bad_row, _, out_of_range, _ = _first_invalid(features.detach(), None, rows, m)
-            _raise_bad_values(features, "features", bad_row, rows, "rows", out_of_range,
-                              f"in [0, M = {m})")
+            self._check_rows(features, rows)
         else:  # unchecked rows: clamped, so that a bad one cannot index out of bounds
-            rows = rows.clamp(0, m - 1)
+            rows = rows.clamp(0, self.features.shape[0] - 1)
         targets = self.labels[rows]
-        # shapes and dtypes (and, with validate=False, nothing else) are checked by the wrapper
+        # the loss reads only rows [0, L): one row per label, label c on row c
+        # (shapes and dtypes, and with validate=False nothing else, are checked by the op)
         return smcr_ext.hybrid_memory_loss(
-            features, self.features, self.label_index, targets, self.temperature, eps=self.eps,
-            validate=False,
+            features, self.features[:self._num_labels], self.label_index, targets,
+            self.temperature, eps=self.eps, validate=False,
         ).loss
 
     @torch.no_grad()
@@ -301,7 +372,8 @@ class HybridMemory(nn.Module):
                validate: bool | None = None) -> None:
         """Momentum update of the rows of this step's samples (after the backward): gathers
         (features, rows) from every rank, then applies them in rank order, each batch in
-        order; a row listed twice gets both updates in that order.
+        order; a row listed twice gets both updates in that order. Then the mean rows of the
+        clusters touched are recomputed from their image rows (ascending row order).
 
         validate: check the values first (default: this memory's `validate`). A training
         loop that passes the very features and rows that went through :meth:`forward` in
@@ -310,8 +382,20 @@ class HybridMemory(nn.Module):
         features = features.detach()
         rows = torch.as_tensor(rows, device=features.device).to(torch.int64)
         features, rows = self._gather(features, rows)
+        check = self.validate if validate is None else validate
+        if check and features.dim() == 2 and features.is_floating_point() and rows.dim() == 1:
+            rows = rows.contiguous()
+            self._check_rows(features, rows)
         smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum,
-                                       validate=self.validate if validate is None else validate)
+                                       validate=False)
+        if self.num_clusters:
+            # label c's mean lives on row c: recompute the labels of the updated rows (for a
+            # single-row label the "mean" is the row itself, rewritten unchanged)
+            labels = self.labels[rows.clamp(0, self.features.shape[0] - 1)]
+            means = torch.ops.smcr._hybrid_memory_label_means(
+                self.features, self._means_index().label_ptr, self._means_index().label_rows,
+                labels)
+            self.features.index_copy_(0, labels, means)
 
     def _gather(self, features: torch.Tensor, rows: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -340,23 +424,70 @@ class HybridMemory(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
-        key = prefix + "target_row"
-        c_s, m = self.num_source_classes, self.num_source_classes + self.num_target
-        if key in state_dict:
-            t = torch.as_tensor(state_dict[key])
-            if t.shape != (self.num_target,) or not torch.equal(
-                    t.detach().cpu().sort().values, torch.arange(c_s, m, dtype=t.dtype)):
-                error_msgs.append(f"{key} must be a permutation of the target rows [{c_s}, {m})")
+        # The saved layout may have another number of rows (one per cluster of its labelling):
+        # the buffers take its shape before the base class copies into them.
+        fkey, lkey, tkey = prefix + "features", prefix + "labels", prefix + "target_row"
+        if fkey not in state_dict or lkey not in state_dict:  # the base class reports it
+            super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                          missing_keys, unexpected_keys, error_msgs)
+            return
+        c_s, n_t = self.num_source_classes, self.num_target
+        m = c_s + n_t
+        feats, labels = state_dict[fkey], state_dict[lkey]
+        p = feats.shape[0] if feats.dim() == 2 else -1
+        if p < m or labels.shape != (p,):
+            error_msgs.append(f"{fkey} {tuple(feats.shape)} and {lkey} {tuple(labels.shape)} "
+                              f"must have P >= M = {m} rows and one label per row")
+            return
+        old = tkey not in state_dict  # saved before the layout: SpCL's, image k on row C_s + k
+        if old and p != m:
+            error_msgs.append(f"{fkey} has {p} rows but no {tkey}: a memory in SpCL's layout "
+                              f"has M = {m}")
+            return
+        k = p - m
+        if not old:
+            lab = labels.detach().cpu().to(torch.int64)
+            t = torch.as_tensor(state_dict[tkey]).detach().cpu()
+            n_labels = int(lab.max()) + 1 if p else 0
+            members = lab[n_labels:]
+            if not (t.shape == (n_t,) and c_s + k <= n_labels <= p
+                    and torch.equal(t.sort().values, torch.arange(c_s + k, p, dtype=t.dtype))
+                    and torch.equal(lab[:n_labels], torch.arange(n_labels))
+                    and bool(((members >= c_s) & (members < c_s + k)).all())):
+                error_msgs.append(f"{prefix or 'memory '}features, labels and target_row are not a layout "
+                                  "of this class (rows [0, L) one per label, then the cluster "
+                                  "members; target_row a permutation of the image rows)")
                 return
+        with torch.no_grad():  # the saved shape (D is checked by the base class)
+            self.features = self.features.new_empty(p, self.num_features)
+            self.labels = self.labels.new_empty(p)
+        n_errors = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-        if key not in state_dict and prefix + "features" in state_dict:
-            # saved before the rows were kept in label order: target image k on row C_s + k
-            if key in missing_keys:
-                missing_keys.remove(key)
-            with torch.no_grad():
-                self.target_row.copy_(torch.arange(c_s, m))
-        self._index = None
+        self._clear_caches()
+        if len(error_msgs) > n_errors:
+            return
+        if not old:
+            self._num_labels = n_labels
+            return
+        if tkey in missing_keys:
+            missing_keys.remove(tkey)
+        with torch.no_grad():
+            self.target_row.copy_(torch.arange(c_s, m))
+        self._num_labels = m
+        # rebuild the layout from the saved labels: a label on two or more image rows is a
+        # cluster (a single-image cluster gives the same loss as an un-clustered image)
+        tl = self.labels[c_s:] - c_s
+        if tl.numel() and bool((tl < 0).any()):
+            error_msgs.append(f"{lkey}: target rows must carry labels >= C_s = {c_s}")
+            return
+        counts = torch.bincount(tl) if tl.numel() else tl
+        multi = counts[tl] >= 2 if tl.numel() else tl.bool()
+        if bool(multi.any()):
+            _, compact = torch.unique(tl[multi], return_inverse=True)
+            cluster = torch.full_like(tl, -1)
+            cluster[multi] = compact
+            self._arrange(cluster, int(compact.max()) + 1)
 
     def extra_repr(self) -> str:
         return (
