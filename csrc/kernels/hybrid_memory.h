@@ -143,8 +143,10 @@ Status hybrid_memory_update_cpu(T* memory, index_t num_rows, index_t dim, const 
 // Zero-copy runs: run_length[c] = the number of labels c, c+1, ... that each have exactly one
 // row, those rows being consecutive (row(c+1) = row(c) + 1), i.e. labels whose means are a
 // contiguous slice of the memory itself; 0 when label c is not a singleton. (L) int64 out.
-// The CPU glue feeds such slices to the GEMM directly instead of copying them (the source
-// classes always form one; with no clusters, every label is in one).
+// The torch glue feeds such slices to the GEMM directly instead of copying them (the source
+// classes always form one; with no clusters, every label is in one): on CPU from this, or
+// from the op's `runs` argument, which the CUDA glue needs (host data; smcr_ext.label_index
+// computes it once per labelling).
 Status hybrid_memory_singleton_runs_cpu(const index_t* label_ptr, const index_t* label_rows,
                                         index_t num_labels, index_t* run_length);
 
