@@ -46,6 +46,18 @@ inline void check_same_device(const at::Tensor& a, const char* an, const at::Ten
               a.device(), " and ", b.device());
 }
 
+// A 2-D contiguous memory and a label index (label_ptr, label_rows) over its rows.
+inline void check_memory_and_index(const at::Tensor& memory, const at::Tensor& label_ptr,
+                                   const at::Tensor& label_rows) {
+  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
+  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous");
+  check_int64_vector(label_ptr, "label_ptr");
+  check_int64_vector(label_rows, "label_rows");
+  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
+  SMCR_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
+              "row (M = ", memory.size(0), "), got ", label_rows.numel());
+}
+
 struct HybridMemoryShapes {
   int64_t batch, dim, rows, labels;
   at::ScalarType acc;
@@ -58,17 +70,11 @@ inline HybridMemoryShapes check_hybrid_memory_loss(const at::Tensor& features,
                                                    const at::Tensor& targets, double temperature,
                                                    double eps, int64_t block_size) {
   SMCR_CHECK(features.dim() == 2, "features must be 2-D (B, D), got shape ", features.sizes());
-  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
-  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous");
+  check_memory_and_index(memory, label_ptr, label_rows);
   SMCR_CHECK(features.size(1) == memory.size(1), "features and memory must have the same ",
               "feature dimension D, got ", features.size(1), " and ", memory.size(1));
   SMCR_CHECK(features.size(1) >= 1, "feature dimension D must be >= 1");
-  check_int64_vector(label_ptr, "label_ptr");
-  check_int64_vector(label_rows, "label_rows");
   check_int64_vector(targets, "targets");
-  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
-  SMCR_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
-              "row (M = ", memory.size(0), "), got ", label_rows.numel());
   SMCR_CHECK(targets.numel() == features.size(0), "targets must have one entry per feature ",
               "row (B = ", features.size(0), "), got ", targets.numel());
   check_same_device(features, "features", memory, "memory");
@@ -170,17 +176,11 @@ void for_each_label_block(int64_t num_labels, int64_t max_block, int64_t max_run
 // labels (any value: labels outside [0, L) or without rows give zeros).
 inline void check_label_means(const at::Tensor& memory, const at::Tensor& label_ptr,
                               const at::Tensor& label_rows, const at::Tensor& labels) {
-  SMCR_CHECK(memory.dim() == 2, "memory must be 2-D (M, D), got shape ", memory.sizes());
-  SMCR_CHECK(memory.is_contiguous(), "memory must be contiguous");
+  check_memory_and_index(memory, label_ptr, label_rows);
   const auto mt = memory.scalar_type();
   SMCR_CHECK(mt == at::kFloat || mt == at::kBFloat16 || mt == at::kDouble,
               "memory must be float32, bfloat16 or float64, got ", mt);
-  check_int64_vector(label_ptr, "label_ptr");
-  check_int64_vector(label_rows, "label_rows");
   check_int64_vector(labels, "labels");
-  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
-  SMCR_CHECK(label_rows.numel() == memory.size(0), "label_rows must have one entry per memory ",
-              "row (M = ", memory.size(0), "), got ", label_rows.numel());
   check_same_device(label_ptr, "label_ptr", memory, "memory");
   check_same_device(label_rows, "label_rows", memory, "memory");
   check_same_device(labels, "labels", memory, "memory");
