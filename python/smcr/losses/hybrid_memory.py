@@ -392,9 +392,9 @@ class HybridMemory(nn.Module):
             # label c's mean lives on row c: recompute the labels of the updated rows (for a
             # single-row label the "mean" is the row itself, rewritten unchanged)
             labels = self.labels[rows.clamp(0, self.features.shape[0] - 1)]
+            index = self._means_index()
             means = torch.ops.smcr._hybrid_memory_label_means(
-                self.features, self._means_index().label_ptr, self._means_index().label_rows,
-                labels)
+                self.features, index.label_ptr, index.label_rows, labels)
             self.features.index_copy_(0, labels, means)
 
     def _gather(self, features: torch.Tensor, rows: torch.Tensor
