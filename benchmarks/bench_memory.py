@@ -378,6 +378,16 @@ def run_overhead(args) -> list[str]:
         f = f0.clone().requires_grad_()
         hybrid_memory_loss_reference(f, memory, row_labels, targets)[0].backward()
 
+    # the trainer's call sequence through smcr.losses.HybridMemory (same memory and labels:
+    # a state in SpCL's layout, rearranged into one row per label and cluster-mean rows)
+    hm = HybridMemory(d, c_s, n_t, device=dev)
+    hm.load_state_dict({"features": memory, "labels": row_labels})
+    hm_rows = torch.where(rows < c_s, rows, hm.target_rows((rows - c_s).clamp(min=0)))
+
+    def module_step_checked(validate):
+        hm.validate = validate
+        module_step(f0, hm, hm_rows)
+
     variants = {
         "hybrid_memory_loss, forward": partial(loss_fwd, True),
         "hybrid_memory_loss, forward + backward": partial(loss_fwd_bwd, True),
@@ -386,6 +396,9 @@ def run_overhead(args) -> list[str]:
         "hybrid_memory_update_, validate=False": partial(update, False),
         "training step: loss forward + backward + update": partial(step, True),
         "training step, validate=False": partial(step, False),
+        "HybridMemory step: forward (checked) + backward + update(validate=False)":
+            partial(module_step_checked, True),
+        "HybridMemory step, validate=False": partial(module_step_checked, False),
         "soft_triplet, forward + backward": triplet_fwd_bwd,
         "floor: (F @ M^T).sum() forward + backward (two autograd ops)": autograd_floor,
         "plain PyTorch loss (SpCL's), forward + backward": plain_fwd_bwd,
