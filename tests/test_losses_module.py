@@ -296,3 +296,25 @@ def test_state_dict_round_trip_and_old_states_without_target_row():
         HybridMemory(4, 3, 9).load_state_dict(bad)
     with pytest.raises(RuntimeError, match="no target_row"):
         HybridMemory(4, 3, 9).load_state_dict({"features": mem.features, "labels": mem.labels})
+
+
+def test_rows_of_out_of_range_ids_raise_or_are_caught():
+    memory = HybridMemory.from_features(torch.randn(6, 4), torch.tensor([0, 0, 1, 1, 2, 2]),
+                                        torch.randn(10, 4))
+    memory.relabel(torch.tensor([0, 0, 1, 1, -1, 1, 0, -1, -1, 1]))
+    with pytest.raises(ValueError, match=r"indices must be in \[0, 10\); indices\[1\] = 10"):
+        memory.target_rows(torch.tensor([3, 10]))
+    with pytest.raises(ValueError, match=r"class_ids must be in \[0, 3\); class_ids\[0\] = 3"):
+        memory.source_rows(torch.tensor([3, 0]))
+    with pytest.raises(TypeError, match="indices must be an integer tensor"):
+        memory.target_rows(torch.tensor([1.0]))
+    # on a device, bad ids get row -1 (no host check there), which the forward refuses
+    from smcr.losses.hybrid_memory import _rows_or_minus_one
+
+    rows = _rows_or_minus_one(torch.tensor([0, 12, -3]), 10, memory.target_row)
+    assert rows.tolist() == [int(memory.target_row[0]), -1, -1]
+    assert _rows_or_minus_one(torch.tensor([2, 5]), 3, None).tolist() == [2, -1]
+    with pytest.raises(ValueError, match=r"rows must be in \[0, M = 15\)"):
+        memory(F.normalize(torch.randn(3, 4), dim=1), rows)
+    assert memory.target_rows(torch.tensor([0, 9])).tolist() == [
+        int(memory.target_row[0]), int(memory.target_row[9])]

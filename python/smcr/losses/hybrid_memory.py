@@ -74,6 +74,13 @@ def class_centroids(features: torch.Tensor, labels: torch.Tensor, num_classes: i
     return nn.functional.normalize(sums / counts.unsqueeze(1).to(acc), dim=1)
 
 
+def _rows_or_minus_one(ids: torch.Tensor, n: int, table: torch.Tensor | None) -> torch.Tensor:
+    """table[ids] (ids itself without a table) where ids is in [0, n), else -1; no host
+    synchronisation, no out-of-bounds read."""
+    rows = ids if table is None or n == 0 else table[ids.clamp(0, n - 1)]
+    return torch.where((ids >= 0) & (ids < n), rows, torch.full_like(rows, -1))
+
+
 class HybridMemory(nn.Module):
     """Memory bank of source-class centroids and target instance features, its row labels,
     and the joint contrastive loss over it (module docstring: the layout).
@@ -265,18 +272,28 @@ class HybridMemory(nn.Module):
 
     def source_rows(self, class_ids: torch.Tensor) -> torch.Tensor:
         """Memory rows of source samples: their class ids (on the memory's device)."""
-        ids = torch.as_tensor(class_ids, device=self.labels.device)
-        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-            raise TypeError(f"class_ids must be an integer tensor, got {ids.dtype}")
-        return ids.to(torch.int64)
+        return self._rows(class_ids, "class_ids", self.num_source_classes, None)
 
     def target_rows(self, indices: torch.Tensor) -> torch.Tensor:
         """Memory rows of target images, from their dataset indices (on the memory's
         device)."""
-        idx = torch.as_tensor(indices, device=self.target_row.device)
-        if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
-            raise TypeError(f"indices must be an integer tensor, got {idx.dtype}")
-        return self.target_row[idx.to(torch.int64)]
+        return self._rows(indices, "indices", self.num_target, self.target_row)
+
+    def _rows(self, ids, name: str, n: int, table: torch.Tensor | None) -> torch.Tensor:
+        """Rows of ids in [0, n) (through `table` when given). Out-of-range ids raise a
+        ValueError when they are on the CPU; on a device they map to row -1, which the
+        forward's check reports, so that nothing reads out of bounds and no host
+        synchronisation is added here."""
+        ids = torch.as_tensor(ids)
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise TypeError(f"{name} must be an integer tensor, got {ids.dtype}")
+        ids = ids.to(torch.int64)
+        if ids.device.type == "cpu" and ids.numel():
+            bad = ((ids < 0) | (ids >= n)).nonzero().flatten()
+            if bad.numel():
+                i = int(bad[0])
+                raise ValueError(f"{name} must be in [0, {n}); {name}[{i}] = {int(ids[i])}")
+        return _rows_or_minus_one(ids.to(self.labels.device), n, table)
 
     @property
     def target_features(self) -> torch.Tensor:
