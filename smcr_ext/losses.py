@@ -544,6 +544,11 @@ def _hm_update_fake(memory, rows, features, momentum):
     return None
 
 
+@torch.library.register_fake("smcr::_hybrid_memory_refresh_means_")
+def _hm_refresh_means_fake(memory, rows, row_labels, label_ptr, label_rows):
+    return None
+
+
 @torch.library.register_fake("smcr::_first_invalid")
 def _first_invalid_fake(x, y, index, bound, counts):
     return x.new_empty((4,), dtype=torch.int64)

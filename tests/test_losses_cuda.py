@@ -236,6 +236,34 @@ def test_label_means_cuda_matches_cpu(dtype):
                                atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, f64])
+def test_refresh_means_cuda_matches_cpu(dtype):
+    """The in-place refresh of cluster-mean rows (HybridMemory's layout) gives the CPU's rows;
+    out-of-range rows are skipped on CUDA (the CPU rejects them)."""
+    g = torch.Generator().manual_seed(33)
+    memory = HybridMemory.from_features(torch.randn(100, 96, generator=g),
+                                        torch.arange(100) % 30, torch.randn(3000, 96, generator=g),
+                                        dtype=dtype)
+    memory.relabel(torch.randint(-1, 200, (3000,), generator=g))
+    idx = memory._means_index()
+    rows = torch.cat([memory.target_rows(torch.randint(0, 3000, (256,), generator=g)),
+                      memory.source_rows(torch.tensor([0, 29]))])
+    with torch.no_grad():
+        memory.features.add_(0.01 * torch.randn(memory.features.shape, generator=g).to(dtype))
+    cpu = memory.features.clone()
+    torch.ops.smcr._hybrid_memory_refresh_means_(cpu, rows, memory.labels, idx.label_ptr,
+                                                 idx.label_rows)
+    assert not torch.equal(cpu, memory.features)
+    p = memory.features.shape[0]
+    bad = torch.tensor([-1, p, 2 * p])
+    gpu = memory.features.to(DEV)
+    torch.ops.smcr._hybrid_memory_refresh_means_(
+        gpu, torch.cat([bad, rows]).to(DEV), memory.labels.to(DEV), idx.label_ptr.to(DEV),
+        idx.label_rows.to(DEV))
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-6 if dtype == torch.float32 else 0,
+                               atol=1e-6 if dtype == torch.float32 else 1e-12)
+
+
 def test_hybrid_memory_module_cuda_matches_cpu():
     """HybridMemory on CUDA (mean rows refreshed by the label-means kernel after every
     update) follows the CPU step by step."""

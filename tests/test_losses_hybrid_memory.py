@@ -246,6 +246,61 @@ def test_label_means(dtype):
         smcr_ext.label_means(memory[:30].contiguous(), idx, labels)
 
 
+def _refresh_case(dtype, seed=17):
+    """A memory in HybridMemory's layout: rows [0, L) one per label (source and un-clustered
+    rows are their own label; rows [2, 5) hold the means of clusters 2..4), then the members
+    of clusters 2..4; the means index gives the mean rows the spare label L."""
+    g = torch.Generator().manual_seed(seed)
+    n_labels, members = 8, torch.tensor([2, 2, 2, 3, 3, 4, 4, 4, 4])
+    row_labels = torch.cat([torch.arange(n_labels), members])
+    memory = torch.randn(row_labels.numel(), 6, generator=g, dtype=f64).to(dtype)
+    means_labels = row_labels.clone()
+    means_labels[2:5] = n_labels
+    return memory, row_labels, smcr_ext.label_index(means_labels, n_labels + 1)
+
+
+@pytest.mark.parametrize("dtype", [f64, torch.float32, torch.bfloat16])
+def test_refresh_means_writes_label_means_of_the_rows_clusters(dtype):
+    """_hybrid_memory_refresh_means_ writes, for every cluster of the given rows, exactly what
+    label_means returns (bitwise) to the cluster's mean row, and touches no other row."""
+    memory, row_labels, idx = _refresh_case(dtype)
+    rows = torch.tensor([9, 0, 14, 12, 9, 6])  # clusters 3, 4 (twice), 2; label 0; label 6
+    want = memory.clone()
+    want[[3, 4, 2]] = smcr_ext.label_means(memory, idx, torch.tensor([3, 4, 2]))
+    got = memory.clone()
+    torch.ops.smcr._hybrid_memory_refresh_means_(got, rows, row_labels, idx.label_ptr,
+                                                 idx.label_rows)
+    assert torch.equal(got, want)
+    assert not torch.equal(got[2:5], memory[2:5])  # the means did change
+    torch.library.opcheck(torch.ops.smcr._hybrid_memory_refresh_means_.default,
+                          (memory.clone(), rows, row_labels, idx.label_ptr, idx.label_rows))
+
+
+def test_refresh_means_bad_input():
+    memory, row_labels, idx = _refresh_case(torch.float32)
+    before = memory.clone()
+
+    def call(rows, labels=row_labels, mem=memory):
+        torch.ops.smcr._hybrid_memory_refresh_means_(mem, rows, labels, idx.label_ptr,
+                                                     idx.label_rows)
+
+    with pytest.raises(RuntimeError, match=r"rows\[1\] = 17 is outside \[0, 17\)"):
+        call(torch.tensor([9, 17]))
+    with pytest.raises(RuntimeError, match=r"rows\[0\] = -1"):
+        call(torch.tensor([-1]))
+    bad_labels = row_labels.clone()
+    bad_labels[10] = 9  # outside [0, L = 9): the means index has labels 0..8
+    with pytest.raises(RuntimeError, match="row 10 has label 9"):
+        call(torch.tensor([10]), bad_labels)
+    with pytest.raises(RuntimeError, match="row_labels must have one entry per memory row"):
+        call(torch.tensor([9]), row_labels[:-1])
+    with pytest.raises(RuntimeError, match="rows must be int64"):
+        call(torch.tensor([9], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="memory must be float32, bfloat16 or float64"):
+        call(torch.tensor([9]), mem=memory.half())
+    assert torch.equal(memory, before)  # nothing was written by a rejected call
+
+
 def test_large_batch_and_labels_float64():
     features, memory, row_labels, targets = make_case(b=64, m=3000, d=32, num_labels=900,
                                                       absent=(0, 5, 899), seed=1)

@@ -11,6 +11,8 @@
 //   backward      element-wise.
 //   update        one block per sample; the block of a row's first occurrence applies all of
 //                 that row's updates in batch order, the others exit. No atomics anywhere.
+//   refresh_means grid (samples, ceil(D / 1024)) like label_means; the block of a label's
+//                 first sample writes its mean row, the others exit.
 // All offsets into (M, D) / (B, D) arrays are 64-bit.
 #include <cub/device/device_radix_sort.cuh>
 
@@ -63,21 +65,14 @@ __global__ void label_ptr_kernel(const index_t* sorted, index_t m, index_t num_l
 
 // ------------------------------------------------------------------------ label means
 
-template <typename T, typename MeansT>
-__global__ void label_means_kernel(const T* __restrict__ memory, index_t num_rows, index_t dim,
-                                   const index_t* __restrict__ label_ptr,
-                                   const index_t* __restrict__ label_rows, index_t num_labels,
-                                   const index_t* __restrict__ labels, index_t label0,
-                                   MeansT* __restrict__ means) {
+// out[t] for this thread's columns t = col0 + u * kThreads: the mean of memory rows
+// label_rows[a : b) (those in [0, M)), summed in ascending row order; zeros when none. The
+// column sums of label_means and refresh_means (bitwise equal to the CPU kernel's).
+template <typename T, typename OutT>
+__device__ __forceinline__ void write_label_mean(const T* memory, index_t num_rows, index_t dim,
+                                                 const index_t* __restrict__ label_rows,
+                                                 index_t a, index_t b, index_t col0, OutT* out) {
   using Acc = typename std::conditional<std::is_same<T, double>::value, double, float>::type;
-  const index_t k = blockIdx.x;
-  const index_t c = labels ? labels[k] : label0 + k;
-  const index_t col0 = static_cast<index_t>(blockIdx.y) * kMeanChunk + threadIdx.x;
-  index_t a = 0, b = 0;
-  if (c >= 0 && c < num_labels) {
-    a = label_ptr[c];
-    b = label_ptr[c + 1];
-  }
   Acc acc[kMeanCols];
 #pragma unroll
   for (int u = 0; u < kMeanCols; ++u) acc[u] = Acc(0);
@@ -94,7 +89,6 @@ __global__ void label_means_kernel(const T* __restrict__ memory, index_t num_row
     any = true;
   }
   const Acc n = static_cast<Acc>(b - a);
-  MeansT* out = means + k * dim;
 #pragma unroll
   for (int u = 0; u < kMeanCols; ++u) {
     const index_t t = col0 + static_cast<index_t>(u) * kThreads;
@@ -103,6 +97,48 @@ __global__ void label_means_kernel(const T* __restrict__ memory, index_t num_row
     if (any && b - a > 1) v = v / n;
     store(out + t, v);
   }
+}
+
+template <typename T, typename MeansT>
+__global__ void label_means_kernel(const T* __restrict__ memory, index_t num_rows, index_t dim,
+                                   const index_t* __restrict__ label_ptr,
+                                   const index_t* __restrict__ label_rows, index_t num_labels,
+                                   const index_t* __restrict__ labels, index_t label0,
+                                   MeansT* __restrict__ means) {
+  const index_t k = blockIdx.x;
+  const index_t c = labels ? labels[k] : label0 + k;
+  const index_t col0 = static_cast<index_t>(blockIdx.y) * kMeanChunk + threadIdx.x;
+  index_t a = 0, b = 0;
+  if (c >= 0 && c < num_labels) {
+    a = label_ptr[c];
+    b = label_ptr[c + 1];
+  }
+  write_label_mean(memory, num_rows, dim, label_rows, a, b, col0, means + k * dim);
+}
+
+// grid (B, column chunks): the block of the first batch entry with label c writes row c.
+// memory is read (member rows) and written (row c) here, so it is not __restrict__.
+template <typename T>
+__global__ void refresh_means_kernel(T* memory, index_t num_rows, index_t dim,
+                                     const index_t* __restrict__ rows,
+                                     const index_t* __restrict__ row_labels,
+                                     const index_t* __restrict__ label_ptr,
+                                     const index_t* __restrict__ label_rows, index_t num_labels) {
+  const index_t i = blockIdx.x;
+  const index_t r = rows[i];
+  if (r < 0 || r >= num_rows) return;  // (uniform over the block, like every exit below)
+  const index_t c = row_labels[r];
+  if (c < 0 || c >= num_labels || c >= num_rows) return;
+  const index_t a = label_ptr[c], b = label_ptr[c + 1];
+  if (a >= b || (b - a == 1 && label_rows[a] == c)) return;  // no rows, or its own mean
+  int earlier = 0;
+  for (index_t j = threadIdx.x; j < i; j += blockDim.x) {
+    const index_t rj = rows[j];
+    if (rj >= 0 && rj < num_rows && row_labels[rj] == c) earlier = 1;
+  }
+  if (__syncthreads_or(earlier)) return;
+  const index_t col0 = static_cast<index_t>(blockIdx.y) * kMeanChunk + threadIdx.x;
+  write_label_mean(memory, num_rows, dim, label_rows, a, b, col0, memory + c * dim);
 }
 
 // ------------------------------------------------------------------------ online softmax
@@ -320,6 +356,23 @@ Status hybrid_memory_label_means_cuda(const T* memory, index_t num_rows, index_t
   return launch_status("hybrid_memory_label_means");
 }
 
+template <typename T>
+Status hybrid_memory_refresh_means_cuda(T* memory, index_t num_rows, index_t dim,
+                                        const index_t* rows, index_t batch,
+                                        const index_t* row_labels, const index_t* label_ptr,
+                                        const index_t* label_rows, index_t num_labels,
+                                        cudaStream_t stream) {
+  Status st = check_sizes("hybrid_memory_refresh_means", batch, dim);
+  if (!st.ok() || batch == 0) return st;
+  const index_t chunks = (dim + kMeanChunk - 1) / kMeanChunk;
+  if (batch > std::numeric_limits<int>::max() || chunks > 65535)
+    return Status::Error("hybrid_memory_refresh_means: batch or dim too large");
+  const dim3 grid(static_cast<unsigned>(batch), static_cast<unsigned>(chunks));
+  refresh_means_kernel<T><<<grid, kThreads, 0, stream>>>(memory, num_rows, dim, rows, row_labels,
+                                                         label_ptr, label_rows, num_labels);
+  return launch_status("hybrid_memory_refresh_means");
+}
+
 template <typename Acc, typename ProbT>
 Status hybrid_memory_softmax_block_cuda(const Acc* scores, ProbT* probs, index_t batch,
                                         index_t count, index_t ld, index_t label0,
@@ -446,5 +499,16 @@ template Status hybrid_memory_update_cuda<bf16, float>(bf16*, index_t, index_t, 
 template Status hybrid_memory_update_cuda<double, double>(double*, index_t, index_t,
                                                           const index_t*, const double*, index_t,
                                                           double, cudaStream_t);
+
+template Status hybrid_memory_refresh_means_cuda<float>(float*, index_t, index_t, const index_t*,
+                                                        index_t, const index_t*, const index_t*,
+                                                        const index_t*, index_t, cudaStream_t);
+template Status hybrid_memory_refresh_means_cuda<bf16>(bf16*, index_t, index_t, const index_t*,
+                                                       index_t, const index_t*, const index_t*,
+                                                       const index_t*, index_t, cudaStream_t);
+template Status hybrid_memory_refresh_means_cuda<double>(double*, index_t, index_t,
+                                                         const index_t*, index_t, const index_t*,
+                                                         const index_t*, const index_t*, index_t,
+                                                         cudaStream_t);
 
 }  // namespace smcr

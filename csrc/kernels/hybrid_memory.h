@@ -140,6 +140,29 @@ template <typename T, typename Acc>
 Status hybrid_memory_update_cpu(T* memory, index_t num_rows, index_t dim, const index_t* rows,
                                 const Acc* features, index_t batch, Acc momentum);
 
+// Cluster-mean refresh, in place, after an update (smcr.losses.HybridMemory's layout keeps
+// label c's mean on row c). For every distinct label c = row_labels[rows[i]]:
+//   memory[c, :] = the mean of label c's rows in (label_ptr, label_rows),
+// summed in ascending row order and divided exactly as hybrid_memory_label_means_* does, then
+// stored in T (bf16: rounded once), so the rows hold what label_means would return. Labels
+// with no row in the index, and labels whose only row is row c itself (a row that is its own
+// mean), are left alone. The index is not the loss's: it lists each label's member rows and
+// leaves the mean rows out (HybridMemory gives them a spare label).
+// Contract: no row written is a member of a label refreshed in the same call. The CPU kernel
+// computes every mean before it writes any row; the CUDA kernel reads and writes in
+// parallel, so there a broken contract gives meaningless means (never an out-of-bounds
+// access).
+// Args:
+//   memory (M, D) T in/out;  rows (B) int64 in [0, M) (the rows just updated, duplicates
+//   allowed);  row_labels (M) int64: labels in [0, min(L, M));  label_ptr (L + 1),
+//   label_rows: a label index (hybrid_memory_label_index) whose rows are in [0, M).
+// The CPU kernel rejects rows or labels out of range; the CUDA kernel skips them.
+template <typename T, typename Acc>
+Status hybrid_memory_refresh_means_cpu(T* memory, index_t num_rows, index_t dim,
+                                       const index_t* rows, index_t batch,
+                                       const index_t* row_labels, const index_t* label_ptr,
+                                       const index_t* label_rows, index_t num_labels);
+
 // Zero-copy runs: run_length[c] = the number of labels c, c+1, ... that each have exactly one
 // row, those rows being consecutive (row(c+1) = row(c) + 1), i.e. labels whose means are a
 // contiguous slice of the memory itself; 0 when label c is not a singleton. (L) int64 out.
@@ -195,5 +218,12 @@ template <typename T, typename Acc>
 Status hybrid_memory_update_cuda(T* memory, index_t num_rows, index_t dim, const index_t* rows,
                                  const Acc* features, index_t batch, Acc momentum,
                                  cudaStream_t stream);
+
+template <typename T>
+Status hybrid_memory_refresh_means_cuda(T* memory, index_t num_rows, index_t dim,
+                                        const index_t* rows, index_t batch,
+                                        const index_t* row_labels, const index_t* label_ptr,
+                                        const index_t* label_rows, index_t num_labels,
+                                        cudaStream_t stream);
 
 }  // namespace smcr

@@ -329,6 +329,47 @@ Status hybrid_memory_update_cpu(T* memory, index_t num_rows, index_t dim, const 
   return Status::Ok();
 }
 
+// ------------------------------------------------------------------------ mean refresh
+
+template <typename T, typename Acc>
+Status hybrid_memory_refresh_means_cpu(T* memory, index_t num_rows, index_t dim,
+                                       const index_t* rows, index_t batch,
+                                       const index_t* row_labels, const index_t* label_ptr,
+                                       const index_t* label_rows, index_t num_labels) {
+  Status st = check_sizes("hybrid_memory_refresh_means", batch, dim);
+  if (!st.ok()) return st;
+  // The labels to refresh, distinct, in the order of their first row in the batch.
+  std::vector<index_t> labels;
+  for (index_t i = 0; i < batch; ++i) {
+    const index_t r = rows[i];
+    if (r < 0 || r >= num_rows)
+      return Status::Error("hybrid_memory_refresh_means: rows[" + std::to_string(i) + "] = " +
+                           std::to_string(r) + " is outside [0, " + std::to_string(num_rows) +
+                           ")");
+    const index_t c = row_labels[r];
+    if (c < 0 || c >= num_labels || c >= num_rows)
+      return Status::Error("hybrid_memory_refresh_means: row " + std::to_string(r) +
+                           " has label " + std::to_string(c) + ", outside [0, min(L, M)) = [0, " +
+                           std::to_string(std::min(num_labels, num_rows)) + ")");
+    const index_t a = label_ptr[c], b = label_ptr[c + 1];
+    if (a >= b || (b - a == 1 && label_rows[a] == c)) continue;  // no rows, or its own mean
+    if (std::find(labels.begin(), labels.end(), c) == labels.end()) labels.push_back(c);
+  }
+  const index_t n = static_cast<index_t>(labels.size());
+  if (n == 0) return Status::Ok();
+  std::vector<Acc> means(static_cast<std::size_t>(n * dim));
+  st = hybrid_memory_label_means_cpu<T, Acc>(memory, num_rows, dim, label_ptr, label_rows,
+                                             num_labels, labels.data(), 0, n, means.data());
+  if (!st.ok()) return st;
+#pragma omp parallel for schedule(static)
+  for (index_t k = 0; k < n; ++k) {
+    T* out = memory + labels[k] * dim;
+    const Acc* src = means.data() + k * dim;
+    for (index_t t = 0; t < dim; ++t) store(out + t, src[t]);
+  }
+  return Status::Ok();
+}
+
 // ------------------------------------------------------------------------ instantiations
 
 #define SMCR_HM_INSTANTIATE(T, Acc)                                                           \
@@ -341,7 +382,11 @@ Status hybrid_memory_update_cpu(T* memory, index_t num_rows, index_t dim, const 
                                                  index_t, const index_t*, Acc, Acc, index_t,  \
                                                  Acc*, Acc*, Acc*);                           \
   template Status hybrid_memory_update_cpu<T, Acc>(T*, index_t, index_t, const index_t*,      \
-                                                   const Acc*, index_t, Acc);
+                                                   const Acc*, index_t, Acc);                 \
+  template Status hybrid_memory_refresh_means_cpu<T, Acc>(T*, index_t, index_t,               \
+                                                          const index_t*, index_t,            \
+                                                          const index_t*, const index_t*,     \
+                                                          const index_t*, index_t);
 
 SMCR_HM_INSTANTIATE(float, float)
 SMCR_HM_INSTANTIATE(bf16, float)

@@ -135,20 +135,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cpu(
   const std::vector<LabelRun> given = checked_runs(runs, sh.labels, sh.rows);
   const bool given_runs = runs.has_value();
   const at::Tensor f = features.to(sh.acc).contiguous();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      return hybrid_memory_loss_impl<float, float>(f, memory, label_ptr, label_rows, targets,
-                                                   temperature, eps, block_size, compute_grad,
-                                                   given, given_runs, sh);
-    case at::kBFloat16:
-      return hybrid_memory_loss_impl<smcr::bf16, float>(f, memory, label_ptr, label_rows, targets,
-                                                        temperature, eps, block_size,
-                                                        compute_grad, given, given_runs, sh);
-    default:
-      return hybrid_memory_loss_impl<double, double>(f, memory, label_ptr, label_rows, targets,
-                                                     temperature, eps, block_size, compute_grad,
-                                                     given, given_runs, sh);
-  }
+  return with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    return hybrid_memory_loss_impl<T, Acc>(f, memory, label_ptr, label_rows, targets,
+                                           temperature, eps, block_size, compute_grad, given,
+                                           given_runs, sh);
+  });
 }
 
 template <typename Acc>
@@ -187,48 +180,46 @@ at::Tensor hybrid_memory_label_means_op_cpu(const at::Tensor& memory, const at::
   const int64_t B = labels.numel();
   const at::ScalarType acc = memory.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor out = at::empty({B, D}, memory.options().dtype(acc));
-  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
-  const int64_t* rows = label_rows.data_ptr<int64_t>();
-  const int64_t* lab = labels.data_ptr<int64_t>();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      check_status(smcr::hybrid_memory_label_means_cpu<float, float>(
-          memory.data_ptr<float>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<float>()));
-      break;
-    case at::kBFloat16:
-      check_status(smcr::hybrid_memory_label_means_cpu<smcr::bf16, float>(
-          reinterpret_cast<const smcr::bf16*>(memory.data_ptr()), M, D, ptr, rows, L, lab, 0, B,
-          out.data_ptr<float>()));
-      break;
-    default:
-      check_status(smcr::hybrid_memory_label_means_cpu<double, double>(
-          memory.data_ptr<double>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<double>()));
-  }
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
+        typed_ptr<const T>(memory), M, D, label_ptr.data_ptr<int64_t>(),
+        label_rows.data_ptr<int64_t>(), L, labels.data_ptr<int64_t>(), 0, B,
+        out.data_ptr<Acc>()));
+  });
   return out.to(memory.scalar_type());
 }
 
 // ------------------------------------------------------------------------ update
 
-template <typename T, typename Acc>
-void hybrid_memory_update_impl(at::Tensor& memory, const at::Tensor& rows, const at::Tensor& f,
-                               double momentum) {
-  check_status(smcr::hybrid_memory_update_cpu<T, Acc>(
-      reinterpret_cast<T*>(memory.data_ptr()), memory.size(0), memory.size(1),
-      rows.data_ptr<int64_t>(), f.data_ptr<Acc>(), f.size(0), static_cast<Acc>(momentum)));
-}
-
 void hybrid_memory_update_cpu(at::Tensor memory, const at::Tensor& rows,
                               const at::Tensor& features, double momentum) {
   const at::ScalarType acc = check_hybrid_memory_update(memory, rows, features, momentum);
   const at::Tensor f = features.to(acc).contiguous();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      return hybrid_memory_update_impl<float, float>(memory, rows, f, momentum);
-    case at::kBFloat16:
-      return hybrid_memory_update_impl<smcr::bf16, float>(memory, rows, f, momentum);
-    default:
-      return hybrid_memory_update_impl<double, double>(memory, rows, f, momentum);
-  }
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    check_status(smcr::hybrid_memory_update_cpu<T, Acc>(
+        typed_ptr<T>(memory), memory.size(0), memory.size(1), rows.data_ptr<int64_t>(),
+        f.data_ptr<Acc>(), f.size(0), static_cast<Acc>(momentum)));
+  });
+}
+
+// The cluster means of the labels of `rows`, written back to their rows (see
+// hybrid_memory_refresh_means_cpu); in place, after an update.
+void hybrid_memory_refresh_means_cpu(at::Tensor memory, const at::Tensor& rows,
+                                     const at::Tensor& row_labels, const at::Tensor& label_ptr,
+                                     const at::Tensor& label_rows) {
+  check_refresh_means(memory, rows, row_labels, label_ptr, label_rows);
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    check_status(smcr::hybrid_memory_refresh_means_cpu<T, Acc>(
+        typed_ptr<T>(memory), memory.size(0), memory.size(1), rows.data_ptr<int64_t>(),
+        rows.numel(), row_labels.data_ptr<int64_t>(), label_ptr.data_ptr<int64_t>(),
+        label_rows.data_ptr<int64_t>(), label_ptr.numel() - 1));
+  });
 }
 
 // ------------------------------------------------------------------------ soft triplet
@@ -324,6 +315,7 @@ TORCH_LIBRARY_IMPL(smcr, CPU, m) {
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cpu);
   m.impl("_hybrid_memory_label_means", &hybrid_memory_label_means_op_cpu);
   m.impl("hybrid_memory_update_", &hybrid_memory_update_cpu);
+  m.impl("_hybrid_memory_refresh_means_", &hybrid_memory_refresh_means_cpu);
   m.impl("soft_triplet", &soft_triplet_cpu);
   m.impl("_soft_triplet_backward", &soft_triplet_backward_cpu);
 }

@@ -179,20 +179,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_cuda(
   const std::vector<LabelRun> r = checked_runs(runs, sh.labels, sh.rows);
   const c10::cuda::CUDAGuard guard(memory.device());
   const at::Tensor f = features.to(sh.acc).contiguous();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      return hybrid_memory_loss_impl<float, float, float>(
-          f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          r, sh);
-    case at::kBFloat16:
-      return hybrid_memory_loss_impl<smcr::bf16, float, smcr::bf16>(
-          f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          r, sh);
-    default:
-      return hybrid_memory_loss_impl<double, double, double>(
-          f, memory, label_ptr, label_rows, targets, temperature, eps, block_size, compute_grad,
-          r, sh);
-  }
+  // the label means are kept in the memory's type (bf16: the tensor-core products)
+  return with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    return hybrid_memory_loss_impl<T, Acc, T>(f, memory, label_ptr, label_rows, targets,
+                                              temperature, eps, block_size, compute_grad, r, sh);
+  });
 }
 
 at::Tensor hybrid_memory_loss_backward_cuda(const at::Tensor& grad_loss,
@@ -230,25 +223,13 @@ at::Tensor hybrid_memory_label_means_op_cuda(const at::Tensor& memory,
   const int64_t M = memory.size(0), D = memory.size(1), L = label_ptr.numel() - 1;
   const int64_t B = labels.numel();
   at::Tensor out = at::empty({B, D}, memory.options());
-  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
-  const int64_t* rows = label_rows.data_ptr<int64_t>();
-  const int64_t* lab = labels.data_ptr<int64_t>();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      check_status(smcr::hybrid_memory_label_means_cuda<float, float>(
-          memory.data_ptr<float>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<float>(),
-          current_stream()));
-      break;
-    case at::kBFloat16:
-      check_status(smcr::hybrid_memory_label_means_cuda<smcr::bf16, smcr::bf16>(
-          reinterpret_cast<const smcr::bf16*>(memory.data_ptr()), M, D, ptr, rows, L, lab, 0, B,
-          reinterpret_cast<smcr::bf16*>(out.data_ptr()), current_stream()));
-      break;
-    default:
-      check_status(smcr::hybrid_memory_label_means_cuda<double, double>(
-          memory.data_ptr<double>(), M, D, ptr, rows, L, lab, 0, B, out.data_ptr<double>(),
-          current_stream()));
-  }
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto*) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    check_status(smcr::hybrid_memory_label_means_cuda<T, T>(
+        typed_ptr<const T>(memory), M, D, label_ptr.data_ptr<int64_t>(),
+        label_rows.data_ptr<int64_t>(), L, labels.data_ptr<int64_t>(), 0, B, typed_ptr<T>(out),
+        current_stream()));
+  });
   return out;
 }
 
@@ -259,22 +240,29 @@ void hybrid_memory_update_cuda(at::Tensor memory, const at::Tensor& rows,
   const at::ScalarType acc = check_hybrid_memory_update(memory, rows, features, momentum);
   const c10::cuda::CUDAGuard guard(memory.device());
   const at::Tensor f = features.to(acc).contiguous();
-  const int64_t M = memory.size(0), D = memory.size(1), B = f.size(0);
-  const int64_t* r = rows.data_ptr<int64_t>();
-  switch (memory.scalar_type()) {
-    case at::kFloat:
-      return check_status(smcr::hybrid_memory_update_cuda<float, float>(
-          memory.data_ptr<float>(), M, D, r, f.data_ptr<float>(), B,
-          static_cast<float>(momentum), current_stream()));
-    case at::kBFloat16:
-      return check_status(smcr::hybrid_memory_update_cuda<smcr::bf16, float>(
-          reinterpret_cast<smcr::bf16*>(memory.data_ptr()), M, D, r, f.data_ptr<float>(), B,
-          static_cast<float>(momentum), current_stream()));
-    default:
-      return check_status(smcr::hybrid_memory_update_cuda<double, double>(
-          memory.data_ptr<double>(), M, D, r, f.data_ptr<double>(), B, momentum,
-          current_stream()));
-  }
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto* a) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    using Acc = std::remove_pointer_t<decltype(a)>;
+    check_status(smcr::hybrid_memory_update_cuda<T, Acc>(
+        typed_ptr<T>(memory), memory.size(0), memory.size(1), rows.data_ptr<int64_t>(),
+        f.data_ptr<Acc>(), f.size(0), static_cast<Acc>(momentum), current_stream()));
+  });
+}
+
+// The cluster means of the labels of `rows`, written back to their rows: one launch, no
+// synchronisation (bad rows and labels are skipped by the kernel).
+void hybrid_memory_refresh_means_cuda(at::Tensor memory, const at::Tensor& rows,
+                                      const at::Tensor& row_labels, const at::Tensor& label_ptr,
+                                      const at::Tensor& label_rows) {
+  check_refresh_means(memory, rows, row_labels, label_ptr, label_rows);
+  const c10::cuda::CUDAGuard guard(memory.device());
+  with_memory_types(memory.scalar_type(), [&](auto* t, auto*) {
+    using T = std::remove_pointer_t<decltype(t)>;
+    check_status(smcr::hybrid_memory_refresh_means_cuda<T>(
+        typed_ptr<T>(memory), memory.size(0), memory.size(1), rows.data_ptr<int64_t>(),
+        rows.numel(), row_labels.data_ptr<int64_t>(), label_ptr.data_ptr<int64_t>(),
+        label_rows.data_ptr<int64_t>(), label_ptr.numel() - 1, current_stream()));
+  });
 }
 
 // ------------------------------------------------------------------------ soft triplet
@@ -379,6 +367,7 @@ TORCH_LIBRARY_IMPL(smcr, CUDA, m) {
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cuda);
   m.impl("_hybrid_memory_label_means", &hybrid_memory_label_means_op_cuda);
   m.impl("hybrid_memory_update_", &hybrid_memory_update_cuda);
+  m.impl("_hybrid_memory_refresh_means_", &hybrid_memory_refresh_means_cuda);
   m.impl("soft_triplet", &soft_triplet_cuda);
   m.impl("_soft_triplet_backward", &soft_triplet_backward_cuda);
 }

@@ -15,12 +15,38 @@
 #include <cmath>
 #include <vector>
 
+#include "../kernels/losses_common.h"
 #include "glue.h"
 
 namespace smcr_glue {
 
 inline bool is_float_type(at::ScalarType t) {
   return t == at::kFloat || t == at::kBFloat16 || t == at::kHalf || t == at::kDouble;
+}
+
+// Calls fn(static_cast<T*>(nullptr), static_cast<Acc*>(nullptr)) for a memory of dtype
+// `memory_type` (the pointers only carry the types): float32 -> (float, float), bfloat16 ->
+// (smcr::bf16, float), float64 -> (double, double); returns what fn returns.
+template <typename Fn>
+auto with_memory_types(at::ScalarType memory_type, Fn&& fn)
+    -> decltype(fn(static_cast<float*>(nullptr), static_cast<float*>(nullptr))) {
+  SMCR_CHECK(memory_type == at::kFloat || memory_type == at::kBFloat16 ||
+                  memory_type == at::kDouble,
+              "memory must be float32, bfloat16 or float64, got ", memory_type);
+  switch (memory_type) {
+    case at::kFloat:
+      return fn(static_cast<float*>(nullptr), static_cast<float*>(nullptr));
+    case at::kBFloat16:
+      return fn(static_cast<smcr::bf16*>(nullptr), static_cast<float*>(nullptr));
+    default:
+      return fn(static_cast<double*>(nullptr), static_cast<double*>(nullptr));
+  }
+}
+
+// Typed data pointers of a tensor whose dtype matches T (at::BFloat16 storage for smcr::bf16).
+template <typename T>
+T* typed_ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
 }
 
 // The accumulation type of a (features, memory) pair, after checking that they go together.
@@ -184,6 +210,20 @@ inline void check_label_means(const at::Tensor& memory, const at::Tensor& label_
   check_same_device(label_ptr, "label_ptr", memory, "memory");
   check_same_device(label_rows, "label_rows", memory, "memory");
   check_same_device(labels, "labels", memory, "memory");
+}
+
+// Checks of _hybrid_memory_refresh_means_: (M, D) memory updated in place, (B,) rows,
+// (M,) row labels and a label index over the memory's rows.
+inline void check_refresh_means(const at::Tensor& memory, const at::Tensor& rows,
+                                const at::Tensor& row_labels, const at::Tensor& label_ptr,
+                                const at::Tensor& label_rows) {
+  check_memory_and_index(memory, label_ptr, label_rows);
+  check_int64_vector(rows, "rows");
+  check_int64_vector(row_labels, "row_labels");
+  SMCR_CHECK(row_labels.numel() == memory.size(0), "row_labels must have one entry per memory ",
+              "row (M = ", memory.size(0), "), got ", row_labels.numel());
+  for (const at::Tensor* t : {&rows, &row_labels, &label_ptr, &label_rows})
+    check_same_device(*t, "rows, row_labels and the label index", memory, "memory");
 }
 
 inline at::ScalarType check_hybrid_memory_update(const at::Tensor& memory, const at::Tensor& rows,

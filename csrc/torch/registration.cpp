@@ -36,6 +36,9 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor labels) -> Tensor");
   m.def("hybrid_memory_update_(Tensor(a!) memory, Tensor rows, Tensor features, float momentum) -> ()");
   m.def(
+      "_hybrid_memory_refresh_means_(Tensor(a!) memory, Tensor rows, Tensor row_labels, "
+      "Tensor label_ptr, Tensor label_rows) -> ()");
+  m.def(
       "soft_triplet(Tensor student, Tensor? teacher, Tensor labels, float margin) -> (Tensor loss, "
       "Tensor per_anchor, Tensor pos_index, Tensor neg_index, Tensor dist_ap, Tensor dist_an, "
       "Tensor grad_coef)");

@@ -18,6 +18,7 @@ static const auto hm_loss_d = smcr::hybrid_memory_loss_cpu<double, double>;
 static const auto hm_loss_f = smcr::hybrid_memory_loss_cpu<float, float>;
 static const auto hm_update_d = smcr::hybrid_memory_update_cpu<double, double>;
 static const auto hm_update_bf = smcr::hybrid_memory_update_cpu<smcr::bf16, float>;
+static const auto hm_refresh_d = smcr::hybrid_memory_refresh_means_cpu<double, double>;
 
 static std::vector<double> unit_rows(index_t n, index_t d, std::mt19937& rng) {
   std::normal_distribution<double> g(0.0, 1.0);
@@ -187,6 +188,34 @@ static void test_hybrid_memory_update() {
                                                         b, 1.5).ok());
 }
 
+// HybridMemory's layout: rows 0..3 one per label (rows 1 and 2 hold the means of clusters 1
+// and 2, rows 0 and 3 are their own label), then members 4, 5 (cluster 1) and 6, 7, 8
+// (cluster 2). The means index gives rows 1, 2 the spare label 4.
+static void test_hybrid_memory_refresh_means() {
+  std::mt19937 rng(4);
+  const index_t m = 9, d = 3, nl = 5;
+  const auto mem = unit_rows(m, d, rng);
+  const std::vector<index_t> row_labels{0, 1, 2, 3, 1, 1, 2, 2, 2};
+  std::vector<index_t> means_labels = row_labels;
+  means_labels[1] = means_labels[2] = 4;
+  std::vector<index_t> ptr(nl + 1), lrows(m);
+  CHECK_OK(smcr::hybrid_memory_label_index_cpu(means_labels.data(), m, nl, ptr.data(),
+                                               lrows.data()));
+  const std::vector<index_t> rows{7, 0, 5, 8, 3};  // clusters 2, 1 (and 2 again); labels 0, 3
+  auto out = mem;
+  CHECK_OK(hm_refresh_d(out.data(), m, d, rows.data(), 5, row_labels.data(), ptr.data(),
+                        lrows.data(), nl));
+  for (index_t t = 0; t < d; ++t) {
+    CHECK_NEAR(out[1 * d + t], (mem[4 * d + t] + mem[5 * d + t]) / 2, 1e-15);
+    CHECK_NEAR(out[2 * d + t], (mem[6 * d + t] + mem[7 * d + t] + mem[8 * d + t]) / 3, 1e-15);
+  }
+  for (index_t r : {0, 3, 4, 5, 6, 7, 8})  // every other row untouched
+    for (index_t t = 0; t < d; ++t) CHECK(out[r * d + t] == mem[r * d + t]);
+  const std::vector<index_t> bad{4, 9};
+  CHECK(!hm_refresh_d(out.data(), m, d, bad.data(), 2, row_labels.data(), ptr.data(),
+                      lrows.data(), nl).ok());
+}
+
 static void test_bf16_rounding() {
   CHECK(smcr::float_to_bf16(1.0f).bits == 0x3f80);
   CHECK(smcr::float_to_bf16(1.00390625f).bits == 0x3f80);  // tie -> even
@@ -332,6 +361,7 @@ int main() {
   test_hybrid_memory_loss();
   test_hybrid_memory_stability();
   test_hybrid_memory_update();
+  test_hybrid_memory_refresh_means();
   test_soft_triplet();
   return report("test_losses_cpu");
 }

@@ -397,22 +397,19 @@ class HybridMemory(nn.Module):
         this step (checked there, on every rank) may pass False to spare the check's host
         synchronisation on CUDA; shapes are always checked."""
         features = features.detach()
-        rows = torch.as_tensor(rows, device=features.device).to(torch.int64)
+        rows = torch.as_tensor(rows, device=features.device).to(torch.int64).contiguous()
         features, rows = self._gather(features, rows)
         check = self.validate if validate is None else validate
         if check and features.dim() == 2 and features.is_floating_point() and rows.dim() == 1:
-            rows = rows.contiguous()
             self._check_rows(features, rows)
         smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum,
                                        validate=False)
         if self.num_clusters:
-            # label c's mean lives on row c: recompute the labels of the updated rows (for a
-            # single-row label the "mean" is the row itself, rewritten unchanged)
-            labels = self.labels[rows.clamp(0, self.features.shape[0] - 1)]
+            # label c's mean lives on row c: recompute those of the updated rows' clusters
+            # (one kernel; a single-row label is its own mean and is left alone)
             index = self._means_index()
-            means = torch.ops.smcr._hybrid_memory_label_means(
-                self.features, index.label_ptr, index.label_rows, labels)
-            self.features.index_copy_(0, labels, means)
+            torch.ops.smcr._hybrid_memory_refresh_means_(
+                self.features, rows, self.labels, index.label_ptr, index.label_rows)
 
     def _gather(self, features: torch.Tensor, rows: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
