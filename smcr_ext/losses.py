@@ -228,28 +228,20 @@ def label_index(row_labels: Any, num_labels: int | None = None) -> LabelIndex:
         raise ValueError(f"num_labels must be > the largest label {hi}, got {num_labels}")
     ptr, rows = _ops.hybrid_memory_label_index(lab, int(num_labels))
     counts = ptr[1:] - ptr[:-1]
-    return LabelIndex(lab, ptr, rows, counts, _singleton_runs(ptr, rows, counts))
+    return LabelIndex(lab, ptr, rows, counts, _singleton_runs(ptr, rows))
 
 
 # Runs of single-row labels shorter than this are cheaper to copy into a block of label means
-# than to multiply alone.
+# than to multiply alone (the C++ loss uses the same value, kZeroCopyMinRun, when given no runs).
 ZERO_COPY_MIN_RUN = 32
 
 
-def _singleton_runs(ptr: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+def _singleton_runs(ptr: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """(K, 3) int64 CPU tensor of (label0, count, row0): the runs of at least
     ZERO_COPY_MIN_RUN labels c, c+1, ... that each have one row, on rows row0, row0+1, ...
-    (vectorised; on CUDA one copy to the host, once per labelling)."""
-    single = counts == 1
-    first = rows[ptr[:-1].clamp(max=rows.numel() - 1)]  # a label's first row (if it has one)
-    cont = torch.zeros_like(single)
-    cont[1:] = single[1:] & single[:-1] & (first[1:] == first[:-1] + 1)
-    start = single & ~cont
-    run_id = torch.cumsum(start, 0) - 1  # every single-row label belongs to the run started last
-    starts = torch.nonzero(start).flatten()
-    lengths = torch.bincount(run_id[single], minlength=starts.numel())
-    keep = lengths >= ZERO_COPY_MIN_RUN
-    return torch.stack([starts[keep], lengths[keep], first[starts[keep]]], 1).cpu().contiguous()
+    (the kernel the CPU loss uses when it is given no runs; a CUDA index is copied to the host
+    for it, once per labelling)."""
+    return _ops._hybrid_memory_singleton_runs(ptr.cpu(), rows.cpu(), ZERO_COPY_MIN_RUN)
 
 
 # --------------------------------------------------------------------------- hybrid memory
@@ -515,6 +507,12 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 @torch.library.register_fake("smcr::hybrid_memory_label_index")
 def _label_index_fake(row_labels, num_labels):
     return row_labels.new_empty((num_labels + 1,)), row_labels.new_empty((row_labels.shape[0],))
+
+
+@torch.library.register_fake("smcr::_hybrid_memory_singleton_runs")
+def _singleton_runs_fake(label_ptr, label_rows, min_run):
+    k = torch.library.get_ctx().new_dynamic_size()
+    return label_ptr.new_empty((k, 3))
 
 
 @torch.library.register_fake("smcr::hybrid_memory_loss")

@@ -160,6 +160,23 @@ def test_label_index_finds_the_zero_copy_runs():
     assert smcr_ext.label_index(torch.arange(100)).runs.tolist() == [[0, 100, 0]]
 
 
+def test_singleton_runs_op():
+    """The op behind LabelIndex.runs: any minimum length, opcheck, a broken index refused."""
+    _, _, grouped, _ = _grouped_case()
+    idx = smcr_ext.label_index(grouped)
+    op = torch.ops.smcr._hybrid_memory_singleton_runs
+    for min_run in (1, 5, 61, 1000):
+        assert op(idx.label_ptr, idx.label_rows, min_run).tolist() == \
+            _runs_reference(grouped, idx.num_labels, min_run)
+    torch.library.opcheck(op.default, (idx.label_ptr, idx.label_rows, 5))
+    bad = idx.label_ptr.clone()
+    bad[3] = bad[4] + 1  # not rising
+    with pytest.raises(RuntimeError, match="label_ptr must rise from 0 to M"):
+        op(bad, idx.label_rows, 5)
+    with pytest.raises(RuntimeError, match="label_ptr must rise from 0 to M"):
+        op(idx.label_ptr, idx.label_rows[:-1], 5)
+
+
 @pytest.mark.parametrize("dtype", [f64, torch.float32, torch.bfloat16])
 def test_runs_given_found_or_absent_give_the_same_loss(dtype):
     """The op multiplies the given runs in place, finds them itself when runs is None, and

@@ -37,6 +37,31 @@ std::tuple<at::Tensor, at::Tensor> hybrid_memory_label_index_cpu(const at::Tenso
   return {ptr, rows};
 }
 
+// The zero-copy runs of a label index, as the (K, 3) int64 (label0, count, row0) tensor the
+// loss takes (host data; smcr_ext.label_index calls this once per labelling).
+at::Tensor hybrid_memory_singleton_runs_cpu(const at::Tensor& label_ptr,
+                                            const at::Tensor& label_rows, int64_t min_run) {
+  check_int64_vector(label_ptr, "label_ptr");
+  check_int64_vector(label_rows, "label_rows");
+  SMCR_CHECK(label_ptr.numel() >= 1, "label_ptr must have L + 1 >= 1 entries");
+  const int64_t L = label_ptr.numel() - 1, M = label_rows.numel();
+  const int64_t* ptr = label_ptr.data_ptr<int64_t>();
+  bool ok = ptr[0] == 0 && ptr[L] == M;
+  for (int64_t c = 0; ok && c < L; ++c) ok = ptr[c] <= ptr[c + 1];
+  SMCR_CHECK(ok, "label_ptr must rise from 0 to M = ", M,
+              " (build it with hybrid_memory_label_index)");
+  const std::vector<LabelRun> runs =
+      find_singleton_runs(ptr, label_rows.data_ptr<int64_t>(), L, min_run);
+  at::Tensor out = at::empty({static_cast<int64_t>(runs.size()), 3}, label_ptr.options());
+  int64_t* o = out.data_ptr<int64_t>();
+  for (const LabelRun& r : runs) {
+    *o++ = r.label0;
+    *o++ = r.count;
+    *o++ = r.row0;
+  }
+  return out;
+}
+
 // ------------------------------------------------------------------------ loss
 
 template <typename T, typename Acc>
@@ -66,23 +91,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   // type; other labels go through one (nb, D) block of means. A zero-copy block needs no
   // means buffer, only its (B, n) scores, so it may be longer: fewer, larger products.
   constexpr bool kZeroCopy = std::is_same<T, Acc>::value;
-  constexpr int64_t kMinRun = 32;  // shorter runs are cheaper to copy than to multiply alone
   const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 8192));
   std::vector<LabelRun> runs;
-  if (kZeroCopy && runs_given) {
-    runs = given_runs;
-  } else if (kZeroCopy) {
-    std::vector<int64_t> run_length(L);
-    check_status(smcr::hybrid_memory_singleton_runs_cpu(ptr, rows, L, run_length.data()));
-    for (int64_t c = 0; c < L;) {
-      if (run_length[c] >= kMinRun) {
-        runs.push_back({c, run_length[c], rows[ptr[c]]});
-        c += run_length[c];
-      } else {
-        ++c;
-      }
-    }
-  }
+  if (kZeroCopy)
+    runs = runs_given ? given_runs : find_singleton_runs(ptr, rows, L, kZeroCopyMinRun);
   at::Tensor means = at::empty({nb, D}, opts);
   at::Tensor scores = at::empty({B * (runs.empty() ? nb : nb_run)}, opts);
   // The running state and E need no fills: the first block starts them (first_block) and
@@ -312,6 +324,7 @@ TORCH_LIBRARY_IMPL(smcr, CPU, m) {
   m.impl("_first_invalid", &first_invalid_cpu);
   m.impl("hybrid_memory_label_index", &hybrid_memory_label_index_cpu);
   m.impl("hybrid_memory_loss", &hybrid_memory_loss_cpu);
+  m.impl("_hybrid_memory_singleton_runs", &hybrid_memory_singleton_runs_cpu);
   m.impl("_hybrid_memory_loss_backward", &hybrid_memory_loss_backward_cpu);
   m.impl("_hybrid_memory_label_means", &hybrid_memory_label_means_op_cpu);
   m.impl("hybrid_memory_update_", &hybrid_memory_update_cpu);

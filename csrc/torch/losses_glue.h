@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../kernels/hybrid_memory.h"
 #include "../kernels/losses_common.h"
 #include "glue.h"
 
@@ -126,6 +127,30 @@ inline HybridMemoryShapes check_hybrid_memory_loss(const at::Tensor& features,
 struct LabelRun {
   int64_t label0, count, row0;
 };
+
+// Runs shorter than this are cheaper to copy into a block of label means than to multiply
+// alone (smcr_ext.losses.ZERO_COPY_MIN_RUN, which label_index passes, has the same value).
+constexpr int64_t kZeroCopyMinRun = 32;
+
+// The runs of at least min_run single-row labels on consecutive rows of a label index
+// (host data), in label order.
+inline std::vector<LabelRun> find_singleton_runs(const int64_t* label_ptr,
+                                                 const int64_t* label_rows, int64_t num_labels,
+                                                 int64_t min_run) {
+  std::vector<int64_t> run_length(num_labels);
+  check_status(smcr::hybrid_memory_singleton_runs_cpu(label_ptr, label_rows, num_labels,
+                                                      run_length.data()));
+  std::vector<LabelRun> runs;
+  for (int64_t c = 0; c < num_labels;) {
+    if (run_length[c] >= std::max<int64_t>(min_run, 1)) {
+      runs.push_back({c, run_length[c], label_rows[label_ptr[c]]});
+      c += run_length[c];
+    } else {
+      ++c;
+    }
+  }
+  return runs;
+}
 
 // The runs of `runs` after the structural checks that keep every slice in bounds (labels in
 // [0, L), rows in [0, M), sorted, non-overlapping). Whether the labels really are single-row

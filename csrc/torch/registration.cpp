@@ -28,6 +28,7 @@ TORCH_LIBRARY(smcr, m) {
       "Tensor targets, float temperature, float eps, int block_size, bool compute_grad, "
       "Tensor? runs=None) -> "
       "(Tensor loss, Tensor per_sample, Tensor grad_cache)");
+  m.def("_hybrid_memory_singleton_runs(Tensor label_ptr, Tensor label_rows, int min_run) -> Tensor");
   m.def(
       "_hybrid_memory_loss_backward(Tensor grad_loss, Tensor? grad_per_sample, Tensor grad_cache, "
       "ScalarType dtype) -> Tensor");
