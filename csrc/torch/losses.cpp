@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   std::vector<LabelRun> runs;
   if (kZeroCopy)
     runs = runs_given ? given_runs : find_singleton_runs(ptr, rows, L, kZeroCopyMinRun);
-  at::Tensor means = at::empty({nb, D}, opts);
+  at::Tensor means;  // (nb, D), allocated on first use: none when runs cover every label
   at::Tensor scores = at::empty({B * (runs.empty() ? nb : nb_run)}, opts);
   // The running state and E need no fills: the first block starts them (first_block) and
   // writes E = P C (the same code path as CUDA, where each fill is a launch).
@@ -108,6 +108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     if (row0 >= 0) {
       c = memory.narrow(0, row0, n);
     } else {
+      if (!means.defined()) means = at::empty({nb, D}, opts);
       c = means.narrow(0, 0, n);
       check_status(smcr::hybrid_memory_label_means_cpu<T, Acc>(
           mem, M, D, ptr, rows, L, nullptr, l0, n, c.data_ptr<Acc>()));

@@ -50,6 +50,8 @@ void mm_to_float(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
     try {
       at::mm_out(out, a, b, at::kFloat);
       return;
+    } catch (const c10::OutOfMemoryError&) {
+      throw;  // transient: not a reason to give up the tensor-core path for the process
     } catch (const c10::Error& e) {
       dtype_mm_ok.store(false);
       TORCH_WARN("smcr: at::mm with out_dtype=float32 failed (", e.what_without_backtrace(),
@@ -116,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 32768));
   const int64_t most = runs.empty() ? nb : nb_run;  // the longest block
   const at::Tensor fg = kBf16Products ? f.to(at::kBFloat16) : f;  // (B, D) product input
-  at::Tensor means = at::empty({nb, D}, means_opts);
+  at::Tensor means;  // (nb, D) MeansT, allocated on first use: none when runs cover every label
   at::Tensor scores = at::empty({B * most}, opts);
   at::Tensor probs = kBf16Products ? at::empty({B * most}, means_opts) : scores;
   at::Tensor state = at::empty({3, B}, opts);  // run_max, run_sum, target_logit
@@ -131,6 +133,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
     if (row0 >= 0) {
       c = memory.narrow(0, row0, n);
     } else {
+      if (!means.defined()) means = at::empty({nb, D}, means_opts);
       c = means.narrow(0, 0, n);
       check_status(smcr::hybrid_memory_label_means_cuda<T, MeansT>(
           mem, M, D, ptr, rows, L, nullptr, l0, n, reinterpret_cast<MeansT*>(c.data_ptr()),

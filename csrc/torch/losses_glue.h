@@ -202,7 +202,8 @@ inline void check_runs_match(const std::vector<LabelRun>& runs, const int64_t* l
 // row0 >= 0 for a zero-copy block (labels label0 .. label0 + n - 1 are rows row0 .. row0 +
 // n - 1, n <= max_run) and row0 = -1 for a block whose means are computed (n <= max_block,
 // never reaching into a run). Both glues stream through this, so the CPU tests cover the
-// CUDA loop's order of blocks.
+// CUDA loop's order of blocks (up to max_run: 8,192 labels on CPU, 32,768 on CUDA, so a
+// longer run is split at other points there; the CPU never takes runs of a bf16 memory).
 template <typename F>
 void for_each_label_block(int64_t num_labels, int64_t max_block, int64_t max_run,
                           const std::vector<LabelRun>& runs, F&& f) {
