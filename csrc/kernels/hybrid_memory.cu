@@ -296,6 +296,18 @@ Status check_sizes(const char* fn, index_t batch, index_t dim) {
   return Status::Ok();
 }
 
+// The grid of the label-mean kernels: one block per label (or sample) and chunk of
+// kMeanChunk columns.
+Status mean_grid(const char* fn, index_t count, index_t dim, dim3& grid) {
+  Status st = check_sizes(fn, count, dim);
+  if (!st.ok()) return st;
+  const index_t chunks = (dim + kMeanChunk - 1) / kMeanChunk;
+  if (count > std::numeric_limits<int>::max() || chunks > 65535)
+    return Status::Error(std::string(fn) + ": too many labels or columns for one grid");
+  grid = dim3(static_cast<unsigned>(count), static_cast<unsigned>(chunks));
+  return Status::Ok();
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------ launchers
@@ -345,12 +357,9 @@ Status hybrid_memory_label_means_cuda(const T* memory, index_t num_rows, index_t
                                       const index_t* label_ptr, const index_t* label_rows,
                                       index_t num_labels, const index_t* labels, index_t label0,
                                       index_t count, MeansT* means, cudaStream_t stream) {
-  Status st = check_sizes("hybrid_memory_label_means", count, dim);
+  dim3 grid;
+  Status st = mean_grid("hybrid_memory_label_means", count, dim, grid);
   if (!st.ok() || count == 0) return st;
-  const index_t chunks = (dim + kMeanChunk - 1) / kMeanChunk;
-  if (count > std::numeric_limits<int>::max() || chunks > 65535)
-    return Status::Error("hybrid_memory_label_means: block of labels or dim too large");
-  const dim3 grid(static_cast<unsigned>(count), static_cast<unsigned>(chunks));
   label_means_kernel<T, MeansT><<<grid, kThreads, 0, stream>>>(
       memory, num_rows, dim, label_ptr, label_rows, num_labels, labels, label0, means);
   return launch_status("hybrid_memory_label_means");
@@ -362,12 +371,9 @@ Status hybrid_memory_refresh_means_cuda(T* memory, index_t num_rows, index_t dim
                                         const index_t* row_labels, const index_t* label_ptr,
                                         const index_t* label_rows, index_t num_labels,
                                         cudaStream_t stream) {
-  Status st = check_sizes("hybrid_memory_refresh_means", batch, dim);
+  dim3 grid;
+  Status st = mean_grid("hybrid_memory_refresh_means", batch, dim, grid);
   if (!st.ok() || batch == 0) return st;
-  const index_t chunks = (dim + kMeanChunk - 1) / kMeanChunk;
-  if (batch > std::numeric_limits<int>::max() || chunks > 65535)
-    return Status::Error("hybrid_memory_refresh_means: batch or dim too large");
-  const dim3 grid(static_cast<unsigned>(batch), static_cast<unsigned>(chunks));
   refresh_means_kernel<T><<<grid, kThreads, 0, stream>>>(memory, num_rows, dim, rows, row_labels,
                                                          label_ptr, label_rows, num_labels);
   return launch_status("hybrid_memory_refresh_means");
