@@ -213,6 +213,38 @@ void test_update() {
   CHECK(differ <= m * d / 1000);  // a last-bit tie may round differently, rarely
 }
 
+// The in-place refresh of cluster-mean rows, in HybridMemory's layout: rows [0, nl) one per
+// label (rows [10, 10 + k) the means of clusters 10..; the others their own label), then the
+// cluster members; against the CPU kernel, bitwise (the same sums), bad rows skipped.
+void test_refresh_means() {
+  std::mt19937 rng(5);
+  const index_t nl = 200, k = 60, members = 900, d = 1030, m = nl + members, b = 96;
+  std::vector<index_t> lab(m), means_lab(m);
+  for (index_t r = 0; r < nl; ++r) lab[r] = r;
+  for (index_t r = nl; r < m; ++r) lab[r] = 10 + static_cast<index_t>(rng() % k);
+  means_lab = lab;
+  for (index_t c = 10; c < 10 + k; ++c) means_lab[c] = nl;  // the spare label
+  std::vector<index_t> ptr(nl + 2), lrows(m);
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(means_lab.data(), m, nl + 1, ptr.data(),
+                                                 lrows.data()));
+  std::vector<index_t> rows(b);
+  for (auto& r : rows) r = rng() % 3 ? nl + static_cast<index_t>(rng() % members)
+                                     : static_cast<index_t>(rng() % 10);
+  auto mem = unit_rows(m, d, rng);
+  auto cpu = mem;
+  CHECK_OK_V(smcr::hybrid_memory_refresh_means_cpu<float, float>(
+      cpu.data(), m, d, rows.data(), b, lab.data(), ptr.data(), lrows.data(), nl + 1));
+  CHECK(cpu != mem);
+  std::vector<index_t> with_bad = rows;
+  with_bad.push_back(-1);
+  with_bad.push_back(m);
+  Dev<float> dmem(mem);
+  Dev<index_t> drows(with_bad), dlab(lab), dptr(ptr), dlrows(lrows);
+  CHECK_OK_V(smcr::hybrid_memory_refresh_means_cuda<float>(
+      dmem.p, m, d, drows.p, b + 2, dlab.p, dptr.p, dlrows.p, nl + 1, nullptr));
+  CHECK(dmem.get() == cpu);
+}
+
 void test_soft_triplet() {
   std::mt19937 rng(4);
   const index_t b = 48, d = 130;
@@ -305,6 +337,7 @@ int main() {
   test_loss(false);
   test_loss(true);
   test_update();
+  test_refresh_means();
   test_soft_triplet();
   CHECK(cudaDeviceSynchronize() == cudaSuccess);
   return report("test_losses_cuda");
