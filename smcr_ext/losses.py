@@ -455,8 +455,9 @@ def label_means(memory: torch.Tensor, index: LabelIndex, labels: Any) -> torch.T
     """(B, D) means of the memory rows of `labels` (B,) under `index` (zeros for a label
     outside [0, L) or with no row), in the memory's dtype: each summed in ascending row order
     in float32 (float64 for a float64 memory) and rounded once, as the loss computes its label
-    means. One kernel, no host synchronisation; `smcr.losses.HybridMemory` uses it to keep
-    the rows that hold cluster means current after an update."""
+    means. One kernel, no host synchronisation; `smcr.losses.HybridMemory` fills the rows
+    that hold cluster means with it at every relabelling (and after an update, rewrites the
+    touched ones in place with the same sums: ``torch.ops.smcr._hybrid_memory_refresh_means_``)."""
     mem = _check_matrix(memory, "memory", _MEMORY_DTYPES)
     if not mem.is_contiguous():
         raise ValueError("memory must be contiguous")
