@@ -148,7 +148,9 @@ def _check_index_vector(x: Any, name: str, length: int | None, device: torch.dev
         raise ValueError(f"{name} must have {length_name} = {length} entries, got {t.numel()}")
     if t.device != device:
         raise ValueError(f"{name} must be on {device} like the other tensors, got {t.device}")
-    return t.to(torch.int64).contiguous()
+    if t.dtype != torch.int64:
+        t = t.to(torch.int64)
+    return t if t.is_contiguous() else t.contiguous()  # (no op dispatched when it is one)
 
 
 def _check_pair(features: torch.Tensor, memory: torch.Tensor) -> None:
@@ -340,9 +342,11 @@ def hybrid_memory_loss(
                 f"targets[{absent}] = {int(tgt[absent])} has no row"
             )
     compute_grad = torch.is_grad_enabled() and f.requires_grad
+    if mem.requires_grad:
+        mem = mem.detach()
     loss, per_sample, _ = _ops.hybrid_memory_loss(
-        f, mem.detach(), index.label_ptr, index.label_rows, tgt, temperature, eps,
-        int(block_size), compute_grad, index.runs,
+        f, mem, index.label_ptr, index.label_rows, tgt, temperature, eps, int(block_size),
+        compute_grad, index.runs,
     )
     return HybridMemoryLoss(loss, per_sample)
 
@@ -379,7 +383,7 @@ def hybrid_memory_update_(memory: torch.Tensor, rows: Any, features: Any,
         _raise_bad_values(f, "features", bad_row, r, "rows", out_of_range,
                           f"in [0, M = {mem.shape[0]})")
     with torch.no_grad():
-        _ops.hybrid_memory_update_(memory, r, f.detach(), momentum)
+        _ops.hybrid_memory_update_(memory, r, f, momentum)
 
 
 # --------------------------------------------------------------------------- soft triplet

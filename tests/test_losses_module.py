@@ -238,6 +238,28 @@ def test_update_checks_values_unless_told_they_were_checked(monkeypatch):
     assert len(checks) == 1
 
 
+def test_update_and_forward_refuse_bad_types_and_shapes():
+    """update takes its arguments as forward does: float rows are refused (not truncated to
+    other rows), a non-tensor or 1-D features gets a TypeError / ValueError naming it, and
+    nothing is written."""
+    memory = HybridMemory.from_features(None, None, F.normalize(torch.randn(8, 4), dim=1))
+    f = F.normalize(torch.randn(2, 4), dim=1)
+    before = memory.features.clone()
+    with pytest.raises(TypeError, match="rows must be an integer tensor"):
+        memory.update(f, torch.tensor([3.0, 5.7]))
+    with pytest.raises(TypeError, match="features must be a torch.Tensor"):
+        memory.update(f.numpy(), torch.tensor([3, 5]))
+    with pytest.raises(ValueError, match=r"rows must be \(B,\) = \(2,\)"):
+        memory.update(f, torch.tensor([3]))
+    with pytest.raises(ValueError, match="features must be 2-D"):
+        memory.update(f[0], torch.tensor([3]))
+    with pytest.raises(ValueError, match="features must be 2-D"):
+        memory(f[0], torch.tensor([3]))
+    assert torch.equal(memory.features, before)
+    memory.update(f, [3, 5])  # a list of ints is fine
+    assert not torch.equal(memory.features[[3, 5]], before[[3, 5]])
+
+
 def test_update_keeps_the_cluster_means_current():
     """After every update, each cluster's mean row equals the mean of its image rows, also
     with a row listed twice and rows of several clusters in one batch; single-row labels

@@ -81,6 +81,20 @@ def _rows_or_minus_one(ids: torch.Tensor, n: int, table: torch.Tensor | None) ->
     return torch.where((ids >= 0) & (ids < n), rows, torch.full_like(rows, -1))
 
 
+def _as_rows(rows, device: torch.device, batch: int) -> torch.Tensor:
+    """`rows` as a contiguous (B,) int64 tensor on `device` (TypeError for rows that are not
+    integers, ValueError for another shape), dispatching no conversion it does not need."""
+    if not (isinstance(rows, torch.Tensor) and rows.device == device):
+        rows = torch.as_tensor(rows, device=device)
+    if rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
+        raise TypeError(f"rows must be an integer tensor, got {rows.dtype}")
+    if rows.dim() != 1 or rows.numel() != batch:
+        raise ValueError(f"rows must be (B,) = ({batch},), got shape {tuple(rows.shape)}")
+    if rows.dtype != torch.int64:
+        rows = rows.to(torch.int64)
+    return rows if rows.is_contiguous() else rows.contiguous()
+
+
 class HybridMemory(nn.Module):
     """Memory bank of source-class centroids and target instance features, its row labels,
     and the joint contrastive loss over it (module docstring: the layout).
@@ -337,6 +351,16 @@ class HybridMemory(nn.Module):
         self._cluster_index: smcr_ext.LabelIndex | None = None
         self._is_sample: torch.Tensor | None = None
 
+    def _check_features(self, features) -> None:
+        """A (B, D) tensor on the memory's device (dtypes and D are checked by the ops)."""
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
+        if features.device != self.features.device:
+            raise ValueError(f"features must be on the memory's device {self.features.device}, "
+                             f"got {features.device}")
+        if features.dim() != 2:
+            raise ValueError(f"features must be 2-D (B, D), got shape {tuple(features.shape)}")
+
     def _check_rows(self, features: torch.Tensor, rows: torch.Tensor) -> None:
         """One check, one host synchronisation: finite features, rows in [0, P) that are
         rows of samples."""
@@ -357,22 +381,11 @@ class HybridMemory(nn.Module):
     def forward(self, features: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Joint contrastive loss (scalar) of `features` (B, D), whose memory rows are `rows`
         (B,); the target of each is the label of its row. No state changes here."""
-        if not isinstance(features, torch.Tensor):
-            raise TypeError(f"features must be a torch.Tensor, got {type(features).__name__}")
-        if features.device != self.features.device:
-            raise ValueError(f"features must be on the memory's device {self.features.device}, "
-                             f"got {features.device}")
-        rows = torch.as_tensor(rows, device=self.labels.device)
-        if rows.is_floating_point() or rows.is_complex() or rows.dtype == torch.bool:
-            raise TypeError(f"rows must be an integer tensor, got {rows.dtype}")
-        if rows.dim() != 1 or rows.numel() != features.shape[0]:
-            raise ValueError(
-                f"rows must be (B,) = ({features.shape[0]},), got shape {tuple(rows.shape)}"
-            )
-        if self.validate and features.dim() == 2 and features.is_floating_point():
+        self._check_features(features)
+        rows = _as_rows(rows, self.features.device, features.shape[0])
+        if self.validate and features.is_floating_point():
             # the targets are the labels of valid rows, so each is carried by a row and
             # needs no check of its own
-            rows = rows.to(torch.int64).contiguous()
             self._check_rows(features, rows)
         else:  # unchecked rows: clamped, so that a bad one cannot index out of bounds
             rows = rows.clamp(0, self.features.shape[0] - 1)
@@ -396,11 +409,12 @@ class HybridMemory(nn.Module):
         loop that passes the very features and rows that went through :meth:`forward` in
         this step (checked there, on every rank) may pass False to spare the check's host
         synchronisation on CUDA; shapes are always checked."""
+        self._check_features(features)
         features = features.detach()
-        rows = torch.as_tensor(rows, device=features.device).to(torch.int64).contiguous()
+        rows = _as_rows(rows, self.features.device, features.shape[0])
         features, rows = self._gather(features, rows)
         check = self.validate if validate is None else validate
-        if check and features.dim() == 2 and features.is_floating_point() and rows.dim() == 1:
+        if check and features.is_floating_point():
             self._check_rows(features, rows)
         smcr_ext.hybrid_memory_update_(self.features, rows, features, self.momentum,
                                        validate=False)
