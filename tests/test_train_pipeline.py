@@ -69,6 +69,17 @@ def test_one_run_writes_every_output(tmp_path, cache):
     assert load_checkpoint(d / "model_rihr.pt").embedding_dim > 0
 
 
+def test_exported_model_records_its_input_size(tmp_path, cache):
+    """model_<branch>.pt records the image size it was trained at, which evaluate, extract
+    and export then use by default (not 256 x 128)."""
+    from smcr.extract import checkpoint_image_size, load_model_checkpoint
+
+    res = train(tiny(tmp_path, cache, **{"schedule.epochs": 1, "schedule.eval_every": 1}),
+                progress=False)
+    _, extras = load_model_checkpoint(res.run_dir / "model_rihr.pt")
+    assert checkpoint_image_size(extras) == (64, 32)
+
+
 @pytest.mark.parametrize("old_checkpoint", [False, True])
 def test_resume_gives_the_same_pseudo_labels_and_losses(tmp_path, cache, old_checkpoint):
     full = train(tiny(tmp_path / "a", cache, **{"schedule.epochs": 3, "schedule.eval_every": 3}),

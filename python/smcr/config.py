@@ -10,6 +10,8 @@ are errors that name the key; values of `--set a.b=c` overrides are parsed as YA
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,42 @@ class ConfigError(ValueError):
     """A configuration value or key is wrong; the message names it."""
 
 
+def _show(v: Any) -> str:
+    """A value as a message shows it: -3.0 as -3, 3.5e-4 as 0.00035."""
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return str(int(v))
+    return repr(v)
+
+
+def _prefixed(section: str, names: Any, error: Exception) -> str:
+    """"eps must be ..." from a constructor as "smcr.cluster.eps must be ..."."""
+    msg = str(error)
+    first = msg.split(" ", 1)[0]
+    return f"{section}.{msg}" if first in names else f"{section}: {msg}"
+
+
+def _in_range(key: str, v: Any, lo: float | None = None, hi: float | None = None, *,
+              lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise ConfigError naming `key` unless lo <= v <= hi (< where open); NaN and
+    infinities never pass. "must be in (0, 1]", "must be >= 1", "must be > 0"."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if ok:
+        return
+    if lo is not None and hi is not None:
+        what = f"in {'(' if lo_open else '['}{_show(lo)}, {_show(hi)}{')' if hi_open else ']'}"
+    elif lo is not None:
+        what = f"{'>' if lo_open else '>='} {_show(lo)}"
+    elif hi is not None:
+        what = f"{'<' if hi_open else '<='} {_show(hi)}"
+    else:
+        what = "a finite number"
+    raise ConfigError(f"{key} must be {what}, got {_show(v)}")
+
+
 @dataclass
 class DomainConfig:
     """One domain: a dataset on disk (`root`, any layout `smcr.data.read_dataset` knows),
@@ -51,8 +89,27 @@ class DomainConfig:
     def check(self, name: str) -> None:
         if (self.root is None) == (self.preset is None):
             raise ConfigError(f"data.{name}: give exactly one of root (a dataset) or preset (generate)")
-        if self.preset is not None and self.ids < 2:
-            raise ConfigError(f"data.{name}.ids must be >= 2, got {self.ids}")
+        if self.root is not None and not self.root.strip():
+            raise ConfigError(f"data.{name}.root must be a path, got {self.root!r}")
+        from .data.readers import READERS
+
+        formats = ("auto", "market-style", *sorted(READERS))
+        if self.format not in formats:
+            raise ConfigError(f"data.{name}.format must be one of {list(formats)}, got {self.format!r}")
+        if self.preset is not None:
+            _in_range(f"data.{name}.ids", self.ids, 2)
+        _in_range(f"data.{name}.seed", self.seed, 0)
+        if self.render_size is not None and len(self.render_size) != 2:
+            raise ConfigError(f"data.{name}.render_size must be [H, W], got {self.render_size}")
+        if self.preset is not None:
+            from .synth import PresetError, get_preset
+
+            over = {} if self.render_size is None else {"image_size": tuple(self.render_size)}
+            try:
+                get_preset(self.preset, **over)
+            except PresetError as e:
+                key = "render_size" if "image_size" in str(e) else "preset"
+                raise ConfigError(f"data.{name}.{key}: {e}") from e
 
 
 @dataclass
@@ -155,7 +212,8 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def check(self) -> None:
-        """Raise ConfigError naming the first wrong value."""
+        """Raise ConfigError naming the first wrong key and its value: every numeric field
+        is range-checked here, at load time, so that nothing fails hours into a run."""
         d = self.data
         d.source.check("source")
         d.target.check("target")
@@ -163,12 +221,15 @@ class TrainConfig:
             d.synthetic.check("synthetic")
         if len(d.image_size) != 2 or min(d.image_size) < 16:
             raise ConfigError(f"data.image_size must be [H, W] >= 16, got {d.image_size}")
+        _in_range("data.num_instances", d.num_instances, 1)
         for name in ("batch_source", "batch_target"):
             v = getattr(d, name)
+            _in_range(f"data.{name}", v, 1)
             if v < d.num_instances or v % d.num_instances:
                 raise ConfigError(
                     f"data.{name} must be a multiple of data.num_instances={d.num_instances}, got {v}"
                 )
+        _in_range("data.test_batch", d.test_batch, 1)
         if isinstance(d.bn_group, bool) or d.bn_group < 0:
             raise ConfigError(f"data.bn_group must be >= 0, got {d.bn_group}")
         for name in ("batch_source", "batch_target"):
@@ -178,6 +239,7 @@ class TrainConfig:
                     f"data.{name}={v} must be a multiple of data.bn_group={d.bn_group} (the "
                     "batch-norm group size; 0 normalises the whole batch)"
                 )
+        self._check_translator()
         p = self.pretrain
         if p.mode not in ("translated", "raw", "source", "none"):
             raise ConfigError(
@@ -187,6 +249,14 @@ class TrainConfig:
             raise ConfigError(f"pretrain.mode={p.mode!r} needs data.synthetic")
         if p.mode == "translated" and not self.translator.enabled:
             raise ConfigError("pretrain.mode='translated' needs translator.enabled=true")
+        if p.checkpoint is not None and not p.checkpoint.strip():
+            raise ConfigError(f"pretrain.checkpoint must be a file or null, got {p.checkpoint!r}")
+        _in_range("pretrain.epochs", p.epochs, 1)
+        _in_range("pretrain.iters", p.iters, 1)
+        _in_range("pretrain.lr", p.lr, 0, lo_open=True)
+        _in_range("pretrain.weight_decay", p.weight_decay, 0)
+        _in_range("pretrain.warmup_epochs", p.warmup_epochs, 0)
+        _in_range("pretrain.label_smoothing", p.label_smoothing, 0, 1, hi_open=True)
         s = self.smcr
         if s.branches not in ("both", "rihr", "dthr"):
             raise ConfigError(f"smcr.branches must be both, rihr or dthr, got {s.branches!r}")
@@ -195,25 +265,38 @@ class TrainConfig:
                 "the DTHR branch trains on translated source images: translator.enabled must be "
                 "true (or smcr.branches='rihr')"
             )
-        if self.translator.kind not in ("espgan", "cyclegan"):
-            raise ConfigError(f"translator.kind must be espgan or cyclegan, got {self.translator.kind!r}")
         if s.recluster not in ("memory", "features"):
             raise ConfigError(f"smcr.recluster must be memory or features, got {s.recluster!r}")
-        for name in ("alpha", "beta"):
-            if not 0.0 <= getattr(s, name) <= 1.0:
-                raise ConfigError(f"smcr.{name} must be in [0, 1], got {getattr(s, name)}")
-        if not 0.0 <= s.ema <= 1.0 or not 0.0 <= s.memory_momentum <= 1.0:
-            raise ConfigError("smcr.ema and smcr.memory_momentum must be in [0, 1]")
-        if s.temperature <= 0:
-            raise ConfigError(f"smcr.temperature must be > 0, got {s.temperature}")
+        for name in ("alpha", "beta", "ema", "memory_momentum"):
+            _in_range(f"smcr.{name}", getattr(s, name), 0, 1)
+        _in_range("smcr.temperature", s.temperature, 0, lo_open=True)
+        self._check_cluster()
         sc = self.schedule
         for name in ("epochs", "iters", "step_size", "eval_every"):
-            if getattr(sc, name) < 1:
-                raise ConfigError(f"schedule.{name} must be >= 1, got {getattr(sc, name)}")
-        if self.run.resume not in ("auto", "never") and not Path(self.run.resume).is_file():
-            raise ConfigError(f"run.resume must be auto, never or a checkpoint file, got {self.run.resume!r}")
-        if self.run.dist_timeout_min <= 0:
-            raise ConfigError(f"run.dist_timeout_min must be > 0, got {self.run.dist_timeout_min}")
+            _in_range(f"schedule.{name}", getattr(sc, name), 1)
+        _in_range("schedule.lr", sc.lr, 0, lo_open=True)
+        _in_range("schedule.weight_decay", sc.weight_decay, 0)
+        _in_range("schedule.gamma", sc.gamma, 0, 1, lo_open=True)
+        r = self.run
+        if not r.out.strip():
+            raise ConfigError(f"run.out must be a folder, got {r.out!r}")
+        if r.cache is not None and not r.cache.strip():
+            raise ConfigError(f"run.cache must be a folder or null, got {r.cache!r}")
+        _in_range("run.seed", r.seed, 0)
+        if r.device != "auto":
+            import torch
+
+            try:
+                torch.device(r.device)
+            except (RuntimeError, ValueError) as e:
+                raise ConfigError(
+                    f"run.device must be auto, cpu, cuda or cuda:N, got {r.device!r}"
+                ) from e
+        if r.resume not in ("auto", "never") and not Path(r.resume).is_file():
+            raise ConfigError(f"run.resume must be auto, never or a checkpoint file, got {r.resume!r}")
+        _in_range("run.threads", r.threads, 0)
+        _in_range("run.ranked_lists", r.ranked_lists, 0)
+        _in_range("run.dist_timeout_min", r.dist_timeout_min, 0, lo_open=True)
         from .models import ModelConfig
 
         try:
@@ -225,6 +308,67 @@ class TrainConfig:
                 "model.dsbn splits each batch into source and target halves: data.batch_source "
                 f"({d.batch_source}) must equal data.batch_target ({d.batch_target})"
             )
+
+    def _check_translator(self) -> None:
+        """translator.kind, and translator.options as smcr.translate.TranslateConfig takes
+        them (unknown keys and bad values), checked even when the translator is off."""
+        t = self.translator
+        if t.kind not in ("espgan", "cyclegan"):
+            raise ConfigError(f"translator.kind must be espgan or cyclegan, got {t.kind!r}")
+        from .translate.config import TranslateConfig, TranslateError
+
+        known = {f.name for f in dataclasses.fields(TranslateConfig)}
+        unknown = sorted(set(t.options) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(f'translator.options.{k}' for k in unknown)}; "
+                f"known: {sorted(known)}"
+            )
+        try:
+            TranslateConfig.from_dict(self.translator_options())
+        except (TranslateError, TypeError, ValueError) as e:
+            raise ConfigError(_prefixed("translator.options", known, e)) from e
+
+    def translator_options(self) -> dict[str, Any]:
+        """The keyword arguments of smcr.translate.TranslateConfig for translator.kind:
+        CycleGAN has no identity-preserving re-ID term (L_c, mu3 = 0)."""
+        options = dict(self.translator.options)
+        if self.translator.kind == "cyclegan":
+            options["mu3"] = 0.0
+        return options
+
+    def _check_cluster(self) -> None:
+        """smcr.cluster: the keyword arguments of smcr.cluster.PseudoLabeler, and values
+        it (and the k-reciprocal kernels it calls) accept."""
+        from smcr_ext.cluster import _KNN_BACKENDS  # what smcr_ext.knn accepts
+
+        from .cluster import PseudoLabeler
+
+        c = self.smcr.cluster
+        known = [n for n in inspect.signature(PseudoLabeler.__init__).parameters if n != "self"]
+        unknown = sorted(set(c) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(f'smcr.cluster.{k}' for k in unknown)}; known: {known}"
+            )
+        defaults = {n: p.default for n, p in inspect.signature(PseudoLabeler.__init__).parameters.items()
+                    if n != "self"}
+        v = defaults | c
+        for name in ("k1", "k2", "min_samples"):
+            if isinstance(v[name], bool) or not isinstance(v[name], int):
+                raise ConfigError(f"smcr.cluster.{name} must be an int, got {_show(v[name])}")
+        for name in ("eps", "eps_gap", "percentile", "max_cluster_fraction"):
+            _in_range(f"smcr.cluster.{name}", v[name])  # a finite number; ranges below
+        _in_range("smcr.cluster.k1", v["k1"], 1)
+        _in_range("smcr.cluster.k2", v["k2"], 1, v["k1"])
+        if v["knn_backend"] not in _KNN_BACKENDS:
+            raise ConfigError(
+                f"smcr.cluster.knn_backend must be one of {list(_KNN_BACKENDS)}, got {v['knn_backend']!r}"
+            )
+        try:
+            PseudoLabeler(**c)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(_prefixed("smcr.cluster", known, e)) from e
 
     def check_world(self, world: int) -> None:
         """Raise ConfigError when the batches do not split over `world` processes so that

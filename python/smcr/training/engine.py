@@ -168,15 +168,28 @@ def pretrain(
     device: torch.device,
     amp: bool,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    save_state: Callable[[int, dict[str, Any]], None] | None = None,
+    resume: dict[str, Any] | None = None,
     progress: Callable[..., Any] | None = None,
 ) -> ReIDModel:
     """Supervised training of `model` (with a classifier over train.num_classes) on `train`.
-    LR: linear warm-up from 1% over `warmup_epochs`, then x0.1 at 60% of the epochs."""
+    LR: linear warm-up from 1% over `warmup_epochs`, then x0.1 at 60% of the epochs.
+
+    After each epoch, on_epoch(epoch, stats), then save_state(epoch, state) with state =
+    {"epoch": epochs done, "model", "optimizer": state dicts, "rng_torch"}: a `resume`
+    holding such a state continues after its epoch and ends with the weights of an
+    uninterrupted run (every batch and augmentation is seeded by (seed, epoch, step))."""
     if model.classifier is None or model.classifier.out_features != train.num_classes:
         raise ValueError("pretrain needs a model with a classifier over the train identities")
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    start = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        torch.set_rng_state(resume["rng_torch"])
+        start = int(resume["epoch"])
     decay_at = max(1, int(round(0.6 * epochs)))
 
     def lr_at(epoch: int) -> float:
@@ -186,7 +199,7 @@ def pretrain(
     world = dist.env().world
     mine = dist.local_slice(batch)
     dist.broadcast_module(model)
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         for g in opt.param_groups:
             g["lr"] = lr_at(epoch)
         stream = PKStream(train.pids, train.camids, batch, num_instances, seed, epoch)
@@ -220,6 +233,13 @@ def pretrain(
                  ", ".join(f"{k} {v:.4g}" for k, v in stats.items()))
         if on_epoch is not None:
             on_epoch(epoch, stats)
+        if save_state is not None:
+            save_state(epoch, {
+                "epoch": epoch + 1,
+                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "rng_torch": torch.get_rng_state(),
+            })
     return model
 
 

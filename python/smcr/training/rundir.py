@@ -1,6 +1,10 @@
 """A run's folder: resolved config, log, metrics.jsonl, TensorBoard events (when
 tensorboard is installed), plots and report.md. Every file is written atomically
-(temporary file + rename) or appended line by line, so nothing is ever half-written."""
+(temporary file + rename) or appended line by line, so nothing is ever half-written.
+
+metrics.jsonl holds the records of one run: a fresh run moves an older file to
+metrics.prev.jsonl (`start_metrics`), a resumed one cuts it back to the records its
+checkpoint covers (`keep_metrics`), so a resume never repeats an epoch's records."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,7 @@ class RunDir:
         self.dir = Path(path)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
+        self.records = 0  # records of this run in metrics.jsonl (see start/keep_metrics)
         self._handler = logging.FileHandler(self.dir / "train.log")
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("smcr")
@@ -58,10 +64,37 @@ class RunDir:
     def write_config(self, cfg: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
+    def start_metrics(self) -> None:
+        """A fresh run: an existing metrics.jsonl (an earlier run's) becomes metrics.prev.jsonl."""
+        if self.metrics_path.exists():
+            prev = self.dir / "metrics.prev.jsonl"
+            self.metrics_path.replace(prev)
+            log.info("metrics.jsonl of the earlier run in %s moved to %s", self.dir, prev.name)
+        self.records = 0
+
+    def keep_metrics(self, count: int | None, keep: Callable[[dict[str, Any]], bool] | None,
+                     source: Path | None = None) -> None:
+        """A resumed run: metrics.jsonl cut back (atomically) to its first `count` records,
+        the ones the checkpoint covers; when `count` is None (older checkpoints), to the
+        records `keep` accepts. `source`: another run's metrics.jsonl to start from (resuming
+        its checkpoint), this folder's own file moving to metrics.prev.jsonl."""
+        src = self.metrics_path if source is None else Path(source)
+        history = self.read_history(src)
+        kept = history[:count] if count is not None else [r for r in history if keep is None or keep(r)]
+        if src.resolve() != self.metrics_path.resolve():
+            self.start_metrics()
+        # rewritten even when nothing is dropped: a line a kill cut short would otherwise
+        # run into the next record
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
+        if len(kept) < len(history):
+            log.info("metrics.jsonl: %d records after the checkpoint dropped", len(history) - len(kept))
+        self.records = len(kept)
+
     def log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
             f.flush()
+        self.records += 1
         if self._tb is not None:
             step = int(record.get("epoch", 0))
             prefix = record.get("stage", "run")
@@ -70,10 +103,18 @@ class RunDir:
                     self._tb.add_scalar(f"{prefix}/{k}", v, step)
             self._tb.flush()
 
-    def read_history(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.is_file():
+    def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl (or of `path`); a line cut short by a kill is skipped."""
+        path = self.metrics_path if path is None else path
+        if not path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
 
     @staticmethod
     def progress(iterable, desc: str = ""):
@@ -173,7 +214,15 @@ class NullRunDir(RunDir):
     def __init__(self, path: Path) -> None:  # noqa: D107 - no folder, no log file
         self.dir = Path(path)
         self.metrics_path = self.dir / "metrics.jsonl"
+        self.records = 0
         self._tb = None
+
+    def start_metrics(self) -> None:
+        pass
+
+    def keep_metrics(self, count: int | None, keep: Callable[[dict[str, Any]], bool] | None,
+                     source: Path | None = None) -> None:
+        pass
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         pass
@@ -181,7 +230,7 @@ class NullRunDir(RunDir):
     def log_metrics(self, record: dict[str, Any]) -> None:
         pass
 
-    def read_history(self) -> list[dict[str, Any]]:
+    def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
         return []
 
     def plot(self) -> list[Path]:
