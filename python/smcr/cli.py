@@ -1,5 +1,6 @@
 """The ``smcr`` command. Each sub-command lives beside the code it drives; this module
-only assembles them:
+assembles them and holds what they share: the error handler of `main`, the argparse types
+of numeric options, the check of output paths and the choice of a model's input size.
 
     smcr train        train SMCR from a YAML config or a shipped recipe
     smcr extract      embed a folder of images with a checkpoint
@@ -11,13 +12,31 @@ only assembles them:
     smcr export       ONNX export with an onnxruntime parity check
     smcr backends     which kernels are compiled (CPU, CUDA, OpenMP threads, faiss)
     smcr demo         the demo of `make demo`
+
+Errors caused by the user's input (a missing or corrupt file, a bad option value, a
+dataset in the wrong layout) end the command with one line, ``smcr <command>: error:
+<message>``, on stderr and exit status 2; Ctrl-C ends it with ``smcr <command>:
+interrupted`` and status 130. Set SMCR_TRACEBACK=1 to get the full traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
+import re
 import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = (
+    "Errors in the input end a command with one line 'smcr COMMAND: error: ...' (exit "
+    "status 2). Set SMCR_TRACEBACK=1 in the environment to see the full traceback."
+)
+
+# The image size of checkpoints that do not record theirs (SpCL's test transform).
+DEFAULT_IMAGE_SIZE = (256, 128)
 
 
 def _backends(args: argparse.Namespace) -> int:
@@ -39,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smcr",
         description="Unsupervised domain-adaptive person re-ID with synthetic data (SMCR).",
+        epilog=EPILOG,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(sub)
@@ -55,13 +75,177 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------- errors
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that mean "bad input", reported in one line by `main`.
+
+    ValueError covers the package's own errors (DatasetError, NoValidQueryError,
+    SynthError, ConfigError, ...) and UnicodeDecodeError; OSError covers the file errors
+    and PIL's UnidentifiedImageError. RuntimeError is not here: where one comes from bad
+    input (a corrupt checkpoint, a device string) it is turned into a ValueError at its
+    source, so that a real bug still shows its traceback.
+    """
+    import yaml
+
+    from .export import ExportParityError, MissingExtraError
+
+    return (
+        ValueError,
+        TypeError,
+        OSError,
+        EOFError,
+        re.error,
+        pickle.UnpicklingError,
+        yaml.YAMLError,
+        ExportParityError,
+        MissingExtraError,
+    )
+
+
+def error_message(e: BaseException) -> str:
+    """`e` as one line. An error re-raised by a DataLoader worker carries the worker's
+    traceback in its message; the original message is its last line."""
+    text = str(e).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    if not text:
+        text = type(e).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run ``args.func(args)``; bad input and Ctrl-C end it with one line on stderr
+    (status 2 and 130). SMCR_TRACEBACK=1 lets every exception through."""
+    if os.environ.get("SMCR_TRACEBACK", "0") not in ("", "0"):
+        return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as e:
+        print(f"{prog}: error: {error_message(e)}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse's own usage errors (status 2) and --help (0)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    return run_command(args, f"smcr {args.command}")
+
+
+# --------------------------------------------------------------------------- argument helpers
+
+
+def int_at_least(lo: int):
+    """An argparse type: an int >= lo."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"int >= {lo}"
+    return parse
+
+
+def int_in(lo: int, hi: int):
+    """An argparse type: an int in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}], got {v}")
+        return v
+
+    parse.__name__ = f"int in [{lo}, {hi}]"
+    return parse
+
+
+def float_in(lo: float, hi: float):
+    """An argparse type: a float in [lo, hi] (NaN refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {text}")
+        return v
+
+    parse.__name__ = f"float in [{lo}, {hi}]"
+    return parse
+
+
+def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
+    """`path` as an output file (or a `folder`) that can be written, checked before any
+    work is done; nothing is created. Raises ValueError naming `flag`."""
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir():
+        raise ValueError(f"{flag} {os.fspath(path)!r} exists and is not a folder")
+    if not folder and p.is_dir():
+        raise ValueError(f"{flag} {os.fspath(path)!r} is a folder; give a file name")
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {os.fspath(path)!r} cannot be created: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {os.fspath(path)!r} cannot be written: {parent} is read-only")
+    return p
+
+
+def choose_image_size(
+    args: argparse.Namespace, recorded: tuple[int, int] | None, checkpoint: Any
+) -> tuple[int, int]:
+    """(H, W) for a model's inputs: --height / --width where given, else the size the
+    checkpoint records (`recorded`), else DEFAULT_IMAGE_SIZE with a one-line warning."""
+    height, width = args.height, args.width
+    if height is not None and width is not None:
+        return height, width
+    if recorded is None:
+        prog = f"smcr {getattr(args, 'command', None) or ''}".rstrip()
+        h, w = DEFAULT_IMAGE_SIZE
+        print(
+            f"{prog}: warning: checkpoint {os.fspath(checkpoint)!r} does not record its input "
+            f"size; using {height or h}x{width or w} (set --height/--width)",
+            file=sys.stderr,
+        )
+        recorded = DEFAULT_IMAGE_SIZE
+    return height or recorded[0], width or recorded[1]
+
+
+def add_image_size_args(p: argparse.ArgumentParser) -> None:
+    """--height / --width, default None: the size the checkpoint records."""
+    p.add_argument(
+        "--height",
+        type=int_at_least(1),
+        default=None,
+        help="input height (default: the checkpoint's, else 256)",
+    )
+    p.add_argument(
+        "--width",
+        type=int_at_least(1),
+        default=None,
+        help="input width (default: the checkpoint's, else 128)",
+    )
 
 
 if __name__ == "__main__":

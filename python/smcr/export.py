@@ -22,11 +22,33 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ExportParityError", "ExportReport", "add_export_parser", "export_onnx"]
+from .fileio import _tmp_path
+
+__all__ = [
+    "MAX_OPSET",
+    "MIN_OPSET",
+    "ExportParityError",
+    "ExportReport",
+    "MissingExtraError",
+    "add_export_parser",
+    "export_onnx",
+]
+
+# Opset 11 is the first that exports IBN's instance norm; the newest is the newest the
+# TorchScript exporter of this torch knows (20 in torch 2.5-2.9).
+MIN_OPSET = 11
+try:
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
+except ImportError:  # the constant is private; 20 is its value since torch 2.3
+    MAX_OPSET = 20
 
 
 class ExportParityError(RuntimeError):
     """onnxruntime's embeddings differ from PyTorch's by more than the tolerance."""
+
+
+class MissingExtraError(RuntimeError):
+    """The optional `onnx` / `onnxruntime` packages export needs are not installed."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +80,7 @@ def _require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise RuntimeError(
+        raise MissingExtraError(
             f"ONNX export needs the {module!r} package: pip install 'smcr[onnx]' "
             "(onnx and onnxruntime)"
         ) from e
@@ -88,14 +110,47 @@ def export_onnx(
 
     Returns:
         ExportReport. Raises ExportParityError when the check fails.
+
+    The file is written under a temporary name beside `path` and renamed to `path` only
+    once the check passed: a failed export or check leaves an existing `path` untouched.
     """
     from .extract import _check_size, resolve_model
 
     h, w = _check_size(image_size)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be an int in [{MIN_OPSET}, {MAX_OPSET}], got {opset!r}")
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"path {os.fspath(path)!r} is a folder; give a .onnx file name")
     net = copy.deepcopy(resolve_model(model)).cpu().eval()  # the caller's model is untouched
     _require("onnx")
-    out = Path(path)
+    if check:
+        _require("onnxruntime")
     out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(out)  # .<name>.<random>.tmp beside out, with out's file mode
+    try:
+        report = _export_and_check(
+            net, tmp, out, h, w, opset, check, sample_inputs, min_cosine, dynamo
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return report
+
+
+def _export_and_check(
+    net: nn.Module,
+    tmp: Path,
+    out: Path,
+    h: int,
+    w: int,
+    opset: int,
+    check: bool,
+    sample_inputs: torch.Tensor | None,
+    min_cosine: float,
+    dynamo: bool,
+) -> ExportReport:
+    """Export `net` to `tmp` and compare it with onnxruntime; the report names `out`."""
     dummy = torch.randn(2, 3, h, w)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*instance_norm.*")
@@ -106,7 +161,7 @@ def export_onnx(
             torch.onnx.export(
                 net,
                 (dummy,),
-                str(out),
+                str(tmp),
                 input_names=["images"],
                 output_names=["embeddings"],
                 dynamic_shapes=({0: torch.export.Dim("batch")},),
@@ -118,7 +173,7 @@ def export_onnx(
             torch.onnx.export(
                 net,
                 (dummy,),
-                str(out),
+                str(tmp),
                 input_names=["images"],
                 output_names=["embeddings"],
                 dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
@@ -136,7 +191,7 @@ def export_onnx(
         )
     x = sample_inputs.detach().float().cpu().contiguous()
     ort = _require("onnxruntime")
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(sess.run(["embeddings"], {"images": x.numpy()})[0])
     with torch.no_grad():
         ref = net(x).float()
@@ -158,16 +213,23 @@ def export_onnx(
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    sample = None
-    if args.images:
-        from .extract import list_images, load_image
+    from .cli import check_output_path, choose_image_size
+    from .extract import checkpoint_image_size, list_images, load_image, load_model_checkpoint
 
-        paths = list_images(args.images)[: args.num_images]
-        sample = torch.stack([load_image(p, (args.height, args.width)) for p in paths])
+    check_output_path(args.output, "--output")
+    model, extras = load_model_checkpoint(args.checkpoint)
+    size = choose_image_size(args, checkpoint_image_size(extras, args.checkpoint), args.checkpoint)
+    sample = None
+    if args.images and not args.no_check:
+        try:
+            paths = list_images(args.images)[: args.num_images]
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"--images: {e}") from e
+        sample = torch.stack([load_image(p, size) for p in paths])  # (B, 3, H, W)
     report = export_onnx(
-        args.checkpoint,
+        model,
         args.output,
-        image_size=(args.height, args.width),
+        image_size=size,
         opset=args.opset,
         check=not args.no_check,
         sample_inputs=sample,
@@ -179,23 +241,43 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`smcr export --format onnx`: write a checkpoint as ONNX and check it with onnxruntime."""
+    """`smcr export --format onnx`: write a checkpoint as ONNX and check it with onnxruntime.
+    The file is replaced only once the check passed."""
+    from .cli import EPILOG, add_image_size_args, float_in, int_at_least, int_in
+
     p = subparsers.add_parser(
-        "export", help="export a checkpoint to ONNX", description=add_export_parser.__doc__
+        "export",
+        help="export a checkpoint to ONNX",
+        description=add_export_parser.__doc__,
+        epilog=EPILOG,
     )
     p.add_argument("--checkpoint", required=True, help="smcr checkpoint (save_checkpoint)")
     p.add_argument("--output", "-o", required=True, help="the .onnx file to write")
     p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--opset", type=int, default=17)
+    add_image_size_args(p)
+    p.add_argument(
+        "--opset",
+        type=int_in(MIN_OPSET, MAX_OPSET),
+        default=17,
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default 17)",
+    )
     p.add_argument(
         "--images",
         default=None,
         help="folder of real images for the parity check (default: random inputs)",
     )
-    p.add_argument("--num-images", type=int, default=16)
-    p.add_argument("--min-cosine", type=float, default=0.999)
+    p.add_argument(
+        "--num-images",
+        type=int_at_least(1),
+        default=16,
+        help="images of --images used (the first, by name)",
+    )
+    p.add_argument(
+        "--min-cosine",
+        type=float_in(-1.0, 1.0),
+        default=0.999,
+        help="smallest accepted cosine of ONNX vs PyTorch embeddings (default 0.999)",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
     p.add_argument("--dynamo", action="store_true", help="torch.export-based exporter")
     p.set_defaults(func=_run_export)

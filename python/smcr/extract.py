@@ -35,9 +35,11 @@ __all__ = [
     "IMAGENET_STD",
     "ExtractResult",
     "ImageFolder",
+    "checkpoint_image_size",
     "extract",
     "list_images",
     "load_image",
+    "load_model_checkpoint",
     "resolve_device",
     "resolve_model",
 ]
@@ -87,13 +89,16 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def load_image(path: str | os.PathLike, image_size: tuple[int, int] = (256, 128)) -> torch.Tensor:
-    """(3, H, W) float32 image: RGB, bicubic resize to image_size, ImageNet-normalised."""
+    """(3, H, W) float32 image: RGB, bicubic resize to image_size, ImageNet-normalised.
+    Decoded by `smcr.data.open_rgb` (16/32-bit images scaled to 8 bits; an undecodable
+    file raises CorruptImageError naming it)."""
     from PIL import Image
 
+    from .data.dataset import open_rgb
+
     h, w = _check_size(image_size)
-    with Image.open(path) as im:
-        im = im.convert("RGB").resize((w, h), Image.BICUBIC)
-        arr = np.asarray(im, dtype=np.float32) / 255.0  # (H, W, 3)
+    im = open_rgb(path).resize((w, h), Image.BICUBIC)
+    arr = np.asarray(im, dtype=np.float32) / 255.0  # (H, W, 3)
     x = torch.from_numpy(arr).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -125,17 +130,53 @@ class _TensorImages(torch.utils.data.Dataset):
         return self.images[i], str(i)
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device`, or CUDA when available and CPU otherwise."""
-    if device is None:
+def resolve_device(device: str | torch.device | None, name: str = "device") -> torch.device:
+    """`device` checked: cpu, cuda or cuda:N (N < the number of GPUs); None or "auto" give
+    CUDA when available and CPU otherwise. Anything else is a ValueError naming `name`
+    (the argument or option the value came from)."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = "auto, cpu, cuda or cuda:N"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must name a torch device, got {device!r}") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available")
+        raise ValueError(f"{name} must be {expected}, got {device!r}") from e
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"{name} must be {expected} (smcr runs on CPUs and CUDA GPUs), got {device!r}"
+        )
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name} is {device!r} but CUDA is not available on this machine")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"{name} is {device!r} but this machine has {n} CUDA device(s)")
     return dev
+
+
+def load_model_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """The ReIDModel of an smcr checkpoint and its other entries (e.g. "image_size",
+    "alpha"), read in one load: :func:`smcr.models.weights.load_checkpoint_with_extras`."""
+    from .models.weights import load_checkpoint_with_extras
+
+    return load_checkpoint_with_extras(path)
+
+
+def checkpoint_image_size(
+    extras: dict[str, Any], path: Any = "checkpoint"
+) -> tuple[int, int] | None:
+    """The (height, width) a checkpoint records as "image_size", or None if it records
+    none (checkpoints written before the entry existed)."""
+    size = extras.get("image_size")
+    if size is None:
+        return None
+    try:
+        return _check_size(tuple(int(v) for v in size) if isinstance(size, (list, tuple)) else size)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"checkpoint {os.fspath(path)!r} records a bad image_size {size!r}; "
+            "expected [height, width]"
+        ) from e
 
 
 def resolve_model(model: nn.Module | str | os.PathLike) -> nn.Module:
@@ -143,9 +184,7 @@ def resolve_model(model: nn.Module | str | os.PathLike) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from .models import load_checkpoint
-
-        return load_checkpoint(model)
+        return load_model_checkpoint(model)[0]
     raise TypeError(
         f"model must be a torch.nn.Module or a checkpoint path, got {type(model).__name__}"
     )

@@ -83,9 +83,10 @@ def ranked_gallery(
 def _tile(path: str, size: tuple[int, int], color: tuple[int, int, int], border: int):
     from PIL import Image, ImageOps
 
+    from .data.dataset import open_rgb
+
     h, w = size
-    with Image.open(path) as im:
-        im = im.convert("RGB").resize((w - 2 * border, h - 2 * border), Image.BICUBIC)
+    im = open_rgb(path).resize((w - 2 * border, h - 2 * border), Image.BICUBIC)
     return ImageOps.expand(im, border=border, fill=color)
 
 
@@ -135,6 +136,10 @@ def visualize_ranks(
         )
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"topk must be an int >= 1, got {topk!r}")
+    if num_queries is not None and (
+        isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries < 0
+    ):
+        raise ValueError(f"num_queries must be None or an int >= 0, got {num_queries!r}")
     if query_indices is None:
         if num_queries is None or num_queries >= len(qpaths):
             query_indices = list(range(len(qpaths)))
@@ -168,16 +173,23 @@ def visualize_ranks(
 
 
 def _run_visrank(args: argparse.Namespace) -> int:
+    from .cli import check_output_path
     from .evaluation.distance import distance_matrix
-    from .evaluation.evaluator import extract_query_gallery, parse_labels
+    from .evaluation.evaluator import extract_query_gallery
 
-    q, g = extract_query_gallery(args)
-    qp, qc = parse_labels(q.names, args.pattern)
-    gp, gc = parse_labels(g.names, args.pattern)
+    check_output_path(args.out, "--out", folder=True)
+    r = extract_query_gallery(args)
+    q, g = r.query, r.gallery
     dist = distance_matrix(q.features, g.features, args.metric)
-    query = [(os.path.join(args.query, n), p, c) for n, p, c in zip(q.names, qp, qc, strict=True)]
+    for i, j in r.same_file:  # a query's own image is no ranked-list entry (inf = left out)
+        dist[i, j] = float("inf")
+    query = [
+        (os.path.join(args.query, n), p, c)
+        for n, p, c in zip(q.names, r.q_pids, r.q_camids, strict=True)
+    ]
     gallery = [
-        (os.path.join(args.gallery, n), p, c) for n, p, c in zip(g.names, gp, gc, strict=True)
+        (os.path.join(args.gallery, n), p, c)
+        for n, p, c in zip(g.names, r.g_pids, r.g_camids, strict=True)
     ]
     paths = visualize_ranks(
         dist,
@@ -186,7 +198,7 @@ def _run_visrank(args: argparse.Namespace) -> int:
         args.out,
         topk=args.topk,
         num_queries=args.num_queries,
-        image_size=(args.height, args.width),
+        image_size=r.image_size,
         single_camera=args.single_camera,
         seed=args.seed,
     )
@@ -197,17 +209,21 @@ def _run_visrank(args: argparse.Namespace) -> int:
 def add_visrank_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`smcr visrank`: PNGs of queries and their top-k gallery images (green = correct,
     red = wrong), from a checkpoint and query/gallery folders."""
+    from .cli import EPILOG, int_at_least
     from .evaluation.evaluator import add_common_model_args
 
     p = subparsers.add_parser(
         "visrank",
         help="draw ranked lists (query + top-k gallery)",
         description=add_visrank_parser.__doc__,
+        epilog=EPILOG,
     )
     add_common_model_args(p)
     p.add_argument("--out", required=True, help="output folder for the PNGs")
-    p.add_argument("--topk", type=int, default=10)
-    p.add_argument("--num-queries", type=int, default=20, help="queries drawn at random")
+    p.add_argument("--topk", type=int_at_least(1), default=10)
+    p.add_argument(
+        "--num-queries", type=int_at_least(1), default=20, help="queries drawn at random"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_visrank)
     return p

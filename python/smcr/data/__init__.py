@@ -2,7 +2,7 @@
 a ``Dataset`` returning ``(image, pid, camid, index)``, the P x K identity sampler and the
 standard tensor augmentation."""
 
-from .dataset import ReidImageDataset, load_image, verify_images
+from .dataset import ReidImageDataset, load_image, open_rgb, verify_images
 from .errors import (
     BadFileNameError,
     CorruptImageError,
@@ -64,6 +64,7 @@ __all__ = [
     "hflip",
     "load_image",
     "normalize",
+    "open_rgb",
     "pad_crop",
     "random_erasing",
     "read_custom",

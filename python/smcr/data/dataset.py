@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -12,15 +13,57 @@ from .errors import CorruptImageError, DatasetNotFoundError
 from .readers import ReidSample
 
 
-def load_image(path: str) -> torch.Tensor:
-    """Decode ``path`` into a (3, H, W) uint8 tensor (RGB)."""
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """An 'L' image of a single-band 16-bit ('I;16*'), 32-bit integer ('I') or float
+    ('F') image, scaled instead of clipped (PIL's convert("RGB") clips at 255, which
+    turns a 16-bit photo almost all white).
+
+    I;16: value / 257 (0..65535 -> 0..255). I: the same when every value fits 16 bits
+    (how PIL opens some 16-bit files), else min..max -> 0..255. F: 0..1 -> 0..255 when it
+    fits, else min..max -> 0..255.
+    """
+    arr = np.asarray(im).astype(np.float64)  # (H, W)
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode.startswith("I;16") or (im.mode == "I" and lo >= 0 and hi <= 65535):
+        scaled = arr / 257.0
+    elif im.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = arr * 255.0
+    else:
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode ``path`` fully into an RGB PIL image: the one image reader of the package.
+
+    16-bit and 32-bit single-band images are scaled to 8 bits (see ``_to_8bit``). Raises
+    :class:`DatasetNotFoundError` for a missing file and :class:`CorruptImageError` for
+    one that does not decode (truncated, not an image), both naming the file.
+    """
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            im.load()  # decode now: a truncated file fails here, inside this handler
+            if im.mode.startswith("I") or im.mode == "F":
+                return _to_8bit(im).convert("RGB")
+            return im.convert("RGB")
     except FileNotFoundError as e:
-        raise DatasetNotFoundError(f"{path}: image file does not exist") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise CorruptImageError(f"{path}: cannot decode image (expected JPEG/PNG/BMP): {e}") from e
+        raise DatasetNotFoundError(f"{os.fspath(path)}: image file does not exist") from e
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as e:
+        raise CorruptImageError(
+            f"{os.fspath(path)}: cannot decode image (expected JPEG/PNG/BMP): {e}"
+        ) from e
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Decode ``path`` into a (3, H, W) uint8 tensor (RGB), see :func:`open_rgb`."""
+    arr = np.asarray(open_rgb(path))  # (H, W, 3)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()  # (3, H, W)
 
 

@@ -341,8 +341,20 @@ def read_synthetic(
     )
 
 
+def _check_text(path: Path) -> None:
+    """A clear error for a binary file given where a CSV list is expected."""
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(
+            f"{path}: not a text CSV list (path,pid,camid[,subset]); a dataset root must be "
+            f"a folder or such a CSV file ({e.reason} at byte {e.start})"
+        ) from e
+
+
 def _read_csv_list(path: Path) -> list[tuple[str, ReidSample]]:
-    with open(path, newline="") as f:
+    _check_text(path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
         if not {"path", "pid", "camid"} <= set(cols):
@@ -402,6 +414,11 @@ def read_custom(root: str | Path, relabel_train: bool = True, validate: bool = T
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: dataset root does not exist")
     lists: dict[str, list[ReidSample]] = {s: [] for s in SUBSETS}
+    if root.is_file() and root.suffix.lower() in IMAGE_EXTENSIONS + (".webp", ".tif", ".tiff"):
+        raise DatasetLayoutError(
+            f"{root}: is an image file; expected a dataset folder or a CSV list "
+            "(path,pid,camid[,subset])"
+        )
     if root.is_file():
         for subset, s in _read_csv_list(root):
             lists[subset].append(s)
@@ -424,7 +441,15 @@ def read_custom(root: str | Path, relabel_train: bool = True, validate: bool = T
     if not lists["train"] and not lists["query"]:
         raise EmptyDatasetError(f"{root}: no train or query images")
     if bool(lists["query"]) != bool(lists["gallery"]):
-        raise DatasetLayoutError(f"{root}: query and gallery must both be given or both be absent")
+        have, missing = ("query", "gallery") if lists["query"] else ("gallery", "query")
+        where = (
+            f"{missing}/ folder (beside {have}/)"
+            if root.is_dir() and (root / have).is_dir()
+            else f"{missing} list (beside the {have} one)"
+        )
+        raise DatasetLayoutError(
+            f"{root}: has {have} images but no {where}; query and gallery come together"
+        )
     return _finish(
         "custom",
         base,
@@ -462,8 +487,8 @@ def detect_format(root: str | Path) -> str:
         return "dukemtmc"
     if any(n.startswith("market") for n in names):
         return "market1501"
-    if (root / "bounding_box_train").is_dir():
-        return "market-style"
+    if any((root / d).is_dir() for d in ("bounding_box_train", "bounding_box_test")):
+        return "market-style"  # a partial Market layout is reported by its reader
     return "custom"
 
 

@@ -7,14 +7,16 @@ import argparse
 import json
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .distance import METRICS, _check_pair, distance_blocks
 from .metrics import (
     EvalResult,
+    NoValidQueryError,
     _check_max_rank,
+    check_exclude,
     check_labels,
     evaluate_distmat,
     finish_ranking,
@@ -47,6 +49,7 @@ def evaluate(
     single_camera: bool = False,
     block_rows: int | None = None,
     knn_backend: str = "exact",
+    exclude: Any = None,
 ) -> EvalResult:
     """mAP, mINP and CMC Rank-1/5/10 of query features against gallery features.
 
@@ -65,6 +68,10 @@ def evaluate(
         block_rows: query rows per distance block (memory: block_rows x G floats);
             default 1024 on CPU, 8192 on a GPU.
         knn_backend: kNN backend of the re-ranking graph.
+        exclude: (K, 2) (query index, gallery index) pairs left out of the ranking: a
+            query's own image when query and gallery share files (`smcr evaluate` passes
+            them, so that a folder evaluated against itself never matches a query with
+            itself).
 
     Returns:
         EvalResult; raises NoValidQueryError (a ValueError) when no query has a match.
@@ -73,16 +80,19 @@ def evaluate(
     nq, ng = q.shape[0], g.shape[0]
     max_rank = min(_check_max_rank(max_rank), ng)
     labels = check_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
+    exclude = check_exclude(exclude, nq, ng)
     if rerank:
         dist = re_ranking(
             q, g, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric, knn_backend=knn_backend
         )
-        return evaluate_distmat(dist, *labels, max_rank=max_rank, single_camera=single_camera)
+        return evaluate_distmat(
+            dist, *labels, max_rank=max_rank, single_camera=single_camera, exclude=exclude
+        )
     if block_rows is None:
         block_rows = 1024 if q.device.type == "cpu" else 8192
     if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1:
         raise ValueError(f"block_rows must be an int >= 1, got {block_rows!r}")
-    pairs = identity_pairs(*labels, single_camera=bool(single_camera))
+    pairs = identity_pairs(*labels, single_camera=bool(single_camera), exclude=exclude)
     st = new_rank_state(pairs, ng)
     for r0, d in distance_blocks(q, g, metric, block_rows):
         rank_block(d, r0, st)
@@ -111,8 +121,15 @@ def parse_labels(names: list[str], pattern: str = MARKET_PATTERN) -> tuple[list[
 # --------------------------------------------------------------------------- CLI
 
 
+def default_num_workers() -> int:
+    """DataLoader workers of the commands: min(4, CPUs - 1), 0 on a single core."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
 def add_common_model_args(p: argparse.ArgumentParser) -> None:
     """--checkpoint, --query, --gallery, image and extraction options (shared by visrank)."""
+    from ..cli import add_image_size_args, int_at_least
+
     p.add_argument("--checkpoint", required=True, help="smcr checkpoint (save_checkpoint)")
     p.add_argument("--query", required=True, help="folder of query images")
     p.add_argument("--gallery", required=True, help="folder of gallery images")
@@ -121,78 +138,160 @@ def add_common_model_args(p: argparse.ArgumentParser) -> None:
         default=MARKET_PATTERN,
         help="regex with (pid, camera) groups for file names (default: Market-1501)",
     )
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=128)
+    add_image_size_args(p)
+    p.add_argument("--batch-size", type=int_at_least(1), default=128)
     p.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)"
+        "--device", default=None, help="auto, cpu, cuda, cuda:1 ... (default: cuda if available)"
     )
     p.add_argument("--flip", action="store_true", help="average with horizontally flipped images")
-    p.add_argument("--num-workers", type=int, default=4)
+    p.add_argument(
+        "--num-workers",
+        type=int_at_least(0),
+        default=default_num_workers(),
+        help="DataLoader worker processes (default: min(4, CPUs - 1))",
+    )
     p.add_argument("--metric", choices=METRICS, default="cosine")
     p.add_argument(
         "--single-camera",
         action="store_true",
-        help="do not remove same-camera matches (custom single-camera data)",
+        help="do not remove same-camera matches (custom single-camera data); a query's own "
+        "image is still left out when query and gallery share files",
     )
 
 
-def extract_query_gallery(args: argparse.Namespace):
-    """Extract both folders with the checkpoint; returns (query, gallery) ExtractResults."""
-    from ..extract import extract, resolve_device, resolve_model
+class QueryGallery(NamedTuple):
+    """What `extract_query_gallery` returns: features and labels of both folders, and the
+    (query, gallery) index pairs that are the same file."""
 
-    model = resolve_model(args.checkpoint)
+    query: Any  # ExtractResult
+    gallery: Any  # ExtractResult
+    q_pids: list[int]
+    q_camids: list[int]
+    g_pids: list[int]
+    g_camids: list[int]
+    same_file: list[tuple[int, int]]
+    device: torch.device
+    image_size: tuple[int, int]
+
+
+def _check_pattern(pattern: str) -> None:
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"--pattern {pattern!r} is not a valid regular expression ({e})") from e
+    if rx.groups < 2:
+        raise ValueError(f"--pattern must have two groups (pid, camera), got {pattern!r}")
+
+
+def _folder(folder: str, flag: str) -> list:
+    from ..extract import list_images
+
+    try:
+        return list_images(folder)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"{flag}: {e}") from e
+
+
+def _labels(paths: list, pattern: str, flag: str) -> tuple[list[int], list[int]]:
+    try:
+        return parse_labels([p.name for p in paths], pattern)
+    except ValueError as e:
+        raise ValueError(f"{flag}: {e} (set --pattern to a regex with (pid, camera) groups)") from e
+
+
+def _same_files(q_paths: list, g_paths: list) -> list[tuple[int, int]]:
+    """(i, j) for every query i whose file is gallery item j (same inode: the same path,
+    a symbolic or a hard link)."""
+
+    def key(p) -> tuple[int, int]:
+        st = os.stat(p)
+        return st.st_dev, st.st_ino
+
+    where = {key(p): j for j, p in enumerate(g_paths)}
+    return [(i, where[key(p)]) for i, p in enumerate(q_paths) if key(p) in where]
+
+
+def extract_query_gallery(args: argparse.Namespace) -> QueryGallery:
+    """Check every argument, then extract both folders with the checkpoint."""
+    from ..cli import choose_image_size
+    from ..extract import checkpoint_image_size, extract, load_model_checkpoint, resolve_device
+
+    device = resolve_device(args.device, "--device")
+    _check_pattern(args.pattern)
+    q_paths, g_paths = _folder(args.query, "--query"), _folder(args.gallery, "--gallery")
+    qp, qc = _labels(q_paths, args.pattern, "--query")
+    gp, gc = _labels(g_paths, args.pattern, "--gallery")
+    model, extras = load_model_checkpoint(args.checkpoint)
+    size = choose_image_size(args, checkpoint_image_size(extras, args.checkpoint), args.checkpoint)
     kw = dict(
         batch_size=args.batch_size,
-        device=resolve_device(args.device),
+        device=device,
         flip=args.flip,
-        image_size=(args.height, args.width),
+        image_size=size,
         num_workers=args.num_workers,
     )
-    return extract(model, args.query, **kw), extract(model, args.gallery, **kw)
+    q, g = extract(model, args.query, **kw), extract(model, args.gallery, **kw)
+    return QueryGallery(q, g, qp, qc, gp, gc, _same_files(q_paths, g_paths), device, size)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    q, g = extract_query_gallery(args)
-    qp, qc = parse_labels(q.names, args.pattern)
-    gp, gc = parse_labels(g.names, args.pattern)
-    qf, gf = q.features, g.features
-    if args.device is not None and torch.device(args.device).type == "cuda":
-        qf, gf = qf.to(args.device), gf.to(args.device)
-    res = evaluate(
-        qf,
-        gf,
-        qp,
-        gp,
-        qc,
-        gc,
-        metric=args.metric,
-        rerank=args.rerank,
-        k1=args.k1,
-        k2=args.k2,
-        lambda_value=args.lambda_value,
-        single_camera=args.single_camera,
-    )
+    from ..cli import check_output_path
+    from ..fileio import atomic_write_text
+
+    if args.json:
+        check_output_path(args.json, "--json")
+    r = extract_query_gallery(args)
+    qf, gf = r.query.features, r.gallery.features
+    if r.device.type == "cuda":
+        qf, gf = qf.to(r.device), gf.to(r.device)
+    try:
+        res = evaluate(
+            qf,
+            gf,
+            r.q_pids,
+            r.g_pids,
+            r.q_camids,
+            r.g_camids,
+            metric=args.metric,
+            rerank=args.rerank,
+            k1=args.k1,
+            k2=args.k2,
+            lambda_value=args.lambda_value,
+            single_camera=args.single_camera,
+            exclude=r.same_file,
+        )
+    except NoValidQueryError as e:
+        if not (args.single_camera and r.same_file):
+            raise
+        raise NoValidQueryError(
+            "no query has a match in the gallery: with --single-camera only a query's own "
+            f"image is left out ({len(r.same_file)} queries are gallery files too), and no "
+            "query identity has another image in the gallery"
+        ) from e
     print(res)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res.as_dict(), f, indent=2)
+        atomic_write_text(args.json, json.dumps(res.as_dict(), indent=2) + "\n")
     return 0
 
 
 def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`smcr evaluate`: extract query and gallery folders with a checkpoint, print mAP,
-    mINP and Rank-1/5/10 (Market-1501 protocol, labels from file names)."""
+    mINP and Rank-1/5/10 (Market-1501 protocol, labels from file names). A query whose
+    own file is also in the gallery (the same folder given twice) never counts as its
+    own match."""
+    from ..cli import EPILOG, int_at_least
+
     p = subparsers.add_parser(
         "evaluate",
         aliases=["eval"],
         help="mAP / mINP / CMC of a checkpoint on query and gallery folders",
         description=add_evaluate_parser.__doc__,
+        epilog=EPILOG,
     )
     add_common_model_args(p)
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
-    p.add_argument("--k1", type=int, default=20)
-    p.add_argument("--k2", type=int, default=6)
+    p.add_argument("--k1", type=int_at_least(1), default=20)
+    p.add_argument("--k2", type=int_at_least(1), default=6)
     p.add_argument("--lambda-value", type=float, default=0.3)
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=_run_evaluate)

@@ -181,15 +181,34 @@ class _Pairs:
     junk: torch.Tensor
 
 
+def check_exclude(exclude: Any, num_query: int, num_gallery: int) -> torch.Tensor | None:
+    """`exclude` as a (K, 2) CPU int64 tensor of (query, gallery) indices, or None."""
+    if exclude is None:
+        return None
+    t = _as_label_tensor(np.asarray(exclude, dtype=np.int64).reshape(-1), "exclude", None)
+    if t.numel() % 2:
+        raise ValueError("exclude must be (K, 2) (query index, gallery index) pairs")
+    t = t.view(-1, 2)
+    if t.numel() and (
+        int(t.min()) < 0 or int(t[:, 0].max()) >= num_query or int(t[:, 1].max()) >= num_gallery
+    ):
+        raise ValueError(
+            f"exclude pairs must index [0, {num_query}) queries and [0, {num_gallery}) gallery items"
+        )
+    return t
+
+
 def identity_pairs(
     q_pids: torch.Tensor,
     g_pids: torch.Tensor,
     q_camids: torch.Tensor,
     g_camids: torch.Tensor,
     single_camera: bool = False,
+    exclude: torch.Tensor | None = None,
 ) -> _Pairs:
     """Matches and removed items of every query, found through the gallery sorted by pid
-    (O((Q + G) log G + pairs), never a (Q, G) mask)."""
+    (O((Q + G) log G + pairs), never a (Q, G) mask). `exclude`: (K, 2) (query, gallery)
+    index pairs removed as well (a query's own image in the gallery)."""
     nq = q_pids.numel()
     order = torch.argsort(g_pids, stable=True)  # gallery indices ascending within a pid
     sorted_pids = g_pids[order]
@@ -204,6 +223,9 @@ def identity_pairs(
         same_cam = torch.zeros_like(rows, dtype=torch.bool)
     else:
         same_cam = g_camids[cols] == q_camids[rows]
+    if exclude is not None and exclude.numel():
+        ng = g_pids.numel()
+        same_cam = same_cam | torch.isin(rows * ng + cols, exclude[:, 0] * ng + exclude[:, 1])
     keep = ~same_cam
 
     def csr(r: torch.Tensor) -> torch.Tensor:
@@ -449,6 +471,7 @@ def evaluate_distmat(
     *,
     max_rank: int = 50,
     single_camera: bool = False,
+    exclude: Any = None,
 ) -> EvalResult:
     """mAP, mINP and CMC of a (Q, G) distance matrix under the Market-1501 protocol.
 
@@ -464,6 +487,8 @@ def evaluate_distmat(
         max_rank: length of the returned CMC curve (torchreid's default 50); cut to G.
         single_camera: keep gallery items taken by the query's camera (for custom data
             shot by one camera, where the protocol would remove every match).
+        exclude: (K, 2) (query index, gallery index) pairs left out of the ranking, e.g.
+            each query's own image when query and gallery share files.
 
     Returns:
         EvalResult. Raises NoValidQueryError (a ValueError) when no query has a match.
@@ -485,7 +510,9 @@ def evaluate_distmat(
         )
     max_rank = min(_check_max_rank(max_rank), ng)
     qp, gp, qc, gc = check_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
-    pairs = identity_pairs(qp, gp, qc, gc, single_camera=bool(single_camera))
+    pairs = identity_pairs(
+        qp, gp, qc, gc, single_camera=bool(single_camera), exclude=check_exclude(exclude, nq, ng)
+    )
     st = new_rank_state(pairs, ng)
     rank_block(distmat.detach(), 0, st)
     return finish_ranking(st, nq, max_rank)

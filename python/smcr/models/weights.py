@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "LoadReport",
     "load_checkpoint",
+    "load_checkpoint_with_extras",
     "load_pretrained",
     "load_state_file",
     "save_checkpoint",
@@ -190,14 +192,52 @@ def save_checkpoint(model: ReIDModel, path: str | os.PathLike, **extra: Any) -> 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ReIDModel:
     """Rebuild the ReIDModel saved by `save_checkpoint` (weights_only load, strict keys)."""
-    p = _check_local_path(path)
-    obj = torch.load(p, map_location=map_location, weights_only=True)
+    return load_checkpoint_with_extras(path, map_location)[0]
+
+
+def load_checkpoint_with_extras(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                                ) -> tuple[ReIDModel, dict[str, Any]]:
+    """The ReIDModel saved by `save_checkpoint` and the checkpoint's other entries (e.g.
+    "image_size", "alpha"), read in one weights_only load.
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, for a
+    folder or anything that is not an smcr checkpoint (empty, truncated, another format,
+    weights that do not fit its config)."""
+    if isinstance(path, (str, os.PathLike)) and Path(path).is_dir():
+        raise ValueError(f"checkpoint {os.fspath(path)!r} is a folder, not a checkpoint file")
+    p = _check_local_path(path, "checkpoint")
+    what = f"checkpoint {os.fspath(path)!r} is not an smcr checkpoint"
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" of a plain pickle
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # truncated zip, empty file, pickle of something else ...
+        raise ValueError(f"{what} ({_load_failure(p, e)})") from e
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
-            f"{os.fspath(path)!r} is not an smcr checkpoint (no format={CHECKPOINT_FORMAT!r}); "
-            "to load pretrained weights into a new network use "
-            "build_model(arch=..., pretrained=path)"
+            f"{what} (no format={CHECKPOINT_FORMAT!r}); to load pretrained weights into a new "
+            "network use build_model(arch=..., pretrained=path)"
         )
-    model = build_model(ModelConfig.from_dict(obj["config"]))
-    model.load_state_dict(obj["state_dict"], strict=True)
-    return model
+    try:
+        model = build_model(ModelConfig.from_dict(obj["config"]))
+        model.load_state_dict(obj["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint {os.fspath(path)!r} is damaged ({detail})") from e
+    extras = {k: v for k, v in obj.items() if k not in ("format", "config", "state_dict")}
+    return model, extras
+
+
+def _load_failure(path: Path, e: Exception) -> str:
+    """Why torch.load failed, in a few words."""
+    text = str(e).strip()
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if "zip archive" in text:
+        return "truncated or damaged: " + text.split(". ")[0]
+    if "Weights only load failed" in text or isinstance(e, KeyError):
+        return "not a file written by torch.save"
+    first = text.splitlines()[0][:120] if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__

@@ -156,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_synth_parser(sub)
     add_check_data_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    from smcr.cli import run_command
+
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse's usage errors (status 2) and --help (0)
+        return e.code if isinstance(e.code, int) else 2
+    return run_command(args, f"smcr {args.command}")
 
 
 if __name__ == "__main__":

@@ -507,7 +507,11 @@ def generate(
         progress: show a progress bar.
         **overrides: SynthPreset fields to replace, e.g. ``image_size=(128, 64)``.
     """
+    # every argument is checked before anything is created on disk
     world = build_world(get_preset(preset, **overrides), num_ids, seed)
+    if processes is None:
+        processes = os.cpu_count() or 1
+    processes = _check_int("processes", processes, 1, 256)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise FileExistsError(
@@ -529,9 +533,6 @@ def generate(
     jobs = plan_jobs(world)
     n_chunks = (len(jobs) + CHUNK - 1) // CHUNK
     todo = [c for c in range(n_chunks) if not _chunk_label_path(partial, c).is_file()]
-    if processes is None:
-        processes = os.cpu_count() or 1
-    processes = _check_int("processes", processes, 1, 256)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -79,33 +79,34 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..extract import extract
+    from ..cli import check_output_path, choose_image_size
+    from ..extract import checkpoint_image_size, extract, load_model_checkpoint, resolve_device
     from ..fileio import atomic_save
 
-    try:
-        res = extract(args.checkpoint, args.images, batch_size=args.batch_size, device=args.device,
-                      flip=args.flip, image_size=(args.height, args.width), progress=not args.quiet)
-    except (FileNotFoundError, ValueError, TypeError) as e:
-        print(f"smcr extract: error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
+    device = resolve_device(args.device, "--device")
+    out = check_output_path(args.out, "--out")
+    model, extras = load_model_checkpoint(args.checkpoint)
+    size = choose_image_size(args, checkpoint_image_size(extras, args.checkpoint), args.checkpoint)
+    res = extract(model, args.images, batch_size=args.batch_size, device=device, flip=args.flip,
+                  image_size=size, progress=not args.quiet)
     atomic_save({"names": res.names, "features": res.features.cpu()}, out)
     print(json.dumps({"images": len(res), "dim": int(res.features.shape[1]), "out": str(out)}))
     return 0
 
 
 def add_extract_parser(subparsers) -> argparse.ArgumentParser:
+    from ..cli import add_image_size_args, int_at_least
+
     p = subparsers.add_parser(
         "extract", help="embed a folder of images with a checkpoint",
         description="Write {'names': [...], 'features': (N, D) tensor} for a folder of images.")
     p.add_argument("checkpoint", help="an smcr model checkpoint (model_*.pt of a run)")
     p.add_argument("images", help="a folder of images")
     p.add_argument("--out", required=True, help="output .pt file")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int_at_least(1), default=128)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--flip", action="store_true", help="average with the mirrored image")
-    p.add_argument("--height", type=int, default=256)
-    p.add_argument("--width", type=int, default=128)
+    add_image_size_args(p)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run_extract)
     return p

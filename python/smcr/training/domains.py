@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import ReidDataset, ReidSample, read_dataset
+from ..data import ReidDataset, ReidSample, open_rgb, read_dataset
 from ..data.sampler import RandomMultipleGallerySampler
 from ..data.transforms import EvalTransform, TrainTransform
 
@@ -55,11 +55,10 @@ class Domain:
 
 
 def _decode(path: str, size: tuple[int, int]) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.BICUBIC)
-        return np.asarray(im, dtype=np.uint8)
+    im = open_rgb(path)  # CorruptImageError naming the file if it does not decode
+    if im.size != (size[1], size[0]):
+        im = im.resize((size[1], size[0]), Image.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def load_domain(samples: list[ReidSample], size: tuple[int, int], name: str) -> Domain:
