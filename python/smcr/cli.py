@@ -146,52 +146,37 @@ def main(argv: list[str] | None = None) -> int:
 # --------------------------------------------------------------------------- argument helpers
 
 
-def int_at_least(lo: int):
-    """An argparse type: an int >= lo."""
+def _number_type(cast: type, what: str, lo: float, hi: float | None = None):
+    """An argparse type: `cast(text)` >= lo (and <= hi); NaN never passes."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            v = int(text)
+            v = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not (v >= lo and (hi is None or v <= hi)):
+            where = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            raise argparse.ArgumentTypeError(
+                f"must be {what} {where}, got {v if cast is int else text}")
         return v
 
-    parse.__name__ = f"int >= {lo}"
+    parse.__name__ = f"{cast.__name__} >= {lo}" if hi is None else f"{cast.__name__} in [{lo}, {hi}]"
     return parse
+
+
+def int_at_least(lo: int):
+    """An argparse type: an int >= lo."""
+    return _number_type(int, "an integer", lo)
 
 
 def int_in(lo: int, hi: int):
     """An argparse type: an int in [lo, hi]."""
-
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}], got {v}")
-        return v
-
-    parse.__name__ = f"int in [{lo}, {hi}]"
-    return parse
+    return _number_type(int, "an integer", lo, hi)
 
 
 def float_in(lo: float, hi: float):
     """An argparse type: a float in [lo, hi] (NaN refused)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not lo <= v <= hi:
-            raise argparse.ArgumentTypeError(f"must be a number in [{lo}, {hi}], got {text}")
-        return v
-
-    parse.__name__ = f"float in [{lo}, {hi}]"
-    return parse
+    return _number_type(float, "a number", lo, hi)
 
 
 def check_output_path(path: str | os.PathLike, flag: str, *, folder: bool = False) -> Path:
