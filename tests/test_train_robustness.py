@@ -287,3 +287,22 @@ def test_a_fresh_run_in_an_old_folder_starts_fresh_metrics(data, tmp_path):
     prev = [json.loads(x) for x in (second.run_dir / "metrics.prev.jsonl").read_text().splitlines()]
     assert prev == old
     assert (second.run_dir / "checkpoint.prev.pt").is_file()
+
+
+def test_single_camera_target_is_evaluated_with_same_camera_matches():
+    """Custom single-camera target data: the evaluation between epochs keeps same-camera
+    matches (the standard protocol would leave no valid query)."""
+    import torch
+    from smcr.training import engine
+    from smcr.training.domains import Domain
+
+    def domain(pids):
+        n = len(pids)
+        return Domain("t", torch.zeros(n, 3, 8, 4, dtype=torch.uint8), torch.tensor(pids),
+                      torch.zeros(n, dtype=torch.long), [f"{i}.jpg" for i in range(n)])
+
+    q, g = domain([0, 1]), domain([0, 0, 1, 1])
+    feats = {2: torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+             4: torch.tensor([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 0.9]])}
+    res = engine.evaluate_models({"m": lambda d: feats[len(d.pids)]}, q, g)
+    assert res["m"]["mAP"] == 1.0 and res["m"]["rank1"] == 1.0

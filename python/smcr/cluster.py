@@ -10,6 +10,7 @@ Everything is sparse: memory is O(N·k1) after the features, never N×N.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 import smcr_ext
-from smcr_ext._validate import as_tensor
+from smcr_ext._validate import as_tensor, check_int
 
 __all__ = ["ClusteringCollapsed", "PseudoLabeler", "PseudoLabels"]
 
@@ -26,6 +27,7 @@ log = logging.getLogger("smcr.cluster")
 
 Criterion = Literal["spcl", "paper", "none"]
 CollapsePolicy = Literal["raise", "keep_previous"]
+KNN_BACKENDS = ("exact", "faiss", "ivf")
 
 
 class ClusteringCollapsed(RuntimeError):
@@ -154,6 +156,14 @@ class PseudoLabeler:
         collapse_policy: CollapsePolicy = "raise",
         max_cluster_fraction: float = 0.5,
     ) -> None:
+        for name, value in (
+            ("eps", eps),
+            ("eps_gap", eps_gap),
+            ("percentile", percentile),
+            ("max_cluster_fraction", max_cluster_fraction),
+        ):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
         if criterion not in ("spcl", "paper", "none"):
             raise ValueError(f"criterion must be 'spcl', 'paper' or 'none', got {criterion!r}")
         if collapse_policy not in ("raise", "keep_previous"):
@@ -172,13 +182,18 @@ class PseudoLabeler:
             raise ValueError(f"percentile must be in (0, 1], got {percentile}")
         if not (0.0 < float(max_cluster_fraction) <= 1.0):
             raise ValueError(f"max_cluster_fraction must be in (0, 1], got {max_cluster_fraction}")
-        if int(min_samples) < 1:
-            raise ValueError(f"min_samples must be >= 1, got {min_samples}")
+        # Integers are checked here, not at the first call (an epoch later in training):
+        # 2.5 or "4" would otherwise be truncated or parsed silently.
+        min_samples = check_int(min_samples, "min_samples", low=1)
+        k1 = check_int(k1, "k1", low=1)
+        k2 = check_int(k2, "k2", low=1, high=k1)
+        if knn_backend not in KNN_BACKENDS:
+            raise ValueError(f"knn_backend must be one of {KNN_BACKENDS}, got {knn_backend!r}")
         self.eps = float(eps)
         self.eps_gap = float(eps_gap)
-        self.min_samples = int(min_samples)
-        self.k1 = int(k1)
-        self.k2 = int(k2)
+        self.min_samples = min_samples
+        self.k1 = k1
+        self.k2 = k2
         self.criterion: Criterion = criterion
         self.percentile = float(percentile)
         self.knn_backend = knn_backend
@@ -213,6 +228,11 @@ class PseudoLabeler:
         """Cluster (N, D) features (any device the kernels support) into pseudo labels."""
         seconds: dict[str, float] = {}
         x = as_tensor(features, "features")
+        if x.dim() == 2 and x.shape[0] < 2:
+            raise ValueError(
+                f"features must hold at least 2 rows (points) to cluster, got shape "
+                f"{tuple(x.shape)}"
+            )
         if x.dim() == 2 and self.k1 >= x.shape[0]:
             n = x.shape[0]
             raise ValueError(f"k1 must be <= N - 1 = {n - 1} (N = number of points), got {self.k1}")

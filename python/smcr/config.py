@@ -475,6 +475,35 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def _parse_overrides(overrides: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) of "a.b=value" overrides (`--set`), the value parsed as YAML;
+    an error naming the entry for anything else."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, (list, tuple)):
+        hint = f" (write [{overrides!r}])" if isinstance(overrides, str) else ""
+        raise TypeError(f"overrides must be a list of 'key=value' strings, got "
+                        f"{type(overrides).__name__} {overrides!r}{hint}")
+    out = []
+    for i, item in enumerate(overrides):
+        if not isinstance(item, str):
+            raise TypeError(f"overrides[{i}] must be a 'key=value' string, got "
+                            f"{type(item).__name__} {item!r}")
+        if "=" not in item:
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        key, raw = (part.strip() for part in item.split("=", 1))
+        if not all(key.split(".")):
+            raise ConfigError(f"--set {item!r}: {key!r} has an empty key part (expected a "
+                              "dotted key like schedule.epochs)")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            why = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({why})") from e
+        out.append((key, value))
+    return out
+
+
 def load_config(
     source: str | os.PathLike | dict | TrainConfig | None = None, overrides: list[str] | None = None
 ) -> TrainConfig:
@@ -486,7 +515,7 @@ def load_config(
         tree = {}
     elif isinstance(source, dict):
         tree = dict(source)
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"config file not found: {os.fspath(source)!r}")
@@ -496,11 +525,13 @@ def load_config(
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: the top level must be a mapping")
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
-        key, raw = item.split("=", 1)
-        _set(tree, key.strip(), yaml.safe_load(raw))
+    else:
+        raise TypeError(
+            "config must be a TrainConfig, a YAML path or a dict, got "
+            f"{type(source).__name__} {source!r}"
+        )
+    for key, value in _parse_overrides(overrides):
+        _set(tree, key, value)
     cfg = _build(TrainConfig, tree, "")
     cfg.check()
     return cfg

@@ -21,6 +21,7 @@ relabelled to 0..N-1 in order of raw pid; query and gallery keep raw pids.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,12 +129,20 @@ def _market_dir(folder: Path, subset: str, cam_range: tuple[int, int] | None) ->
             raise BadFileNameError(
                 f"{p}: bad file name; expected <pid>_c<camera>..., e.g. 0002_c1s1_000451_03.jpg"
             )
-        pid, cam = int(m.group(1)), int(m.group(2))
+        try:
+            pid, cam = int(m.group(1)), int(m.group(2))
+        except ValueError:
+            raise BadFileNameError(
+                f"{p}: bad pid {m.group(1)!r}; expected <pid>_c<camera>... with an integer pid "
+                f"(-1 = junk), e.g. 0002_c1s1_000451_03.jpg"
+            ) from None
         if pid == -1 or (pid == 0 and subset != "gallery"):
             dropped += 1
             continue
         if pid < -1:
             raise BadFileNameError(f"{p}: pid must be >= -1, got {pid}")
+        if cam < 1:
+            raise BadFileNameError(f"{p}: cameras are numbered from 1 (c1), got c{cam}")
         if cam_range is not None and not cam_range[0] <= cam <= cam_range[1]:
             raise BadFileNameError(
                 f"{p}: camera must be in {cam_range[0]}..{cam_range[1]} for this dataset, got {cam}"
@@ -150,10 +159,23 @@ def relabel(samples: list[ReidSample]) -> list[ReidSample]:
 
 def check_queries(query: list[ReidSample], gallery: list[ReidSample], where: Path) -> None:
     """Raise :class:`UnmatchedQueryError` if a query has no same-pid gallery image from
-    another camera (the standard protocol removes same-camera matches)."""
+    another camera (the standard protocol removes same-camera matches). Single-camera data
+    (every query and gallery image from one camera, evaluated with ``single_camera=True``)
+    needs a same-pid gallery image other than the query's own file instead."""
     cams: dict[int, set[int]] = {}
     for g in gallery:
         cams.setdefault(g.pid, set()).add(g.camid)
+    if len({x.camid for x in query} | {x.camid for x in gallery}) == 1:
+        files: dict[int, set[str]] = {}
+        for g in gallery:
+            files.setdefault(g.pid, set()).add(g.path)
+        for q in query:
+            if not (files.get(q.pid, set()) - {q.path}):
+                raise UnmatchedQueryError(
+                    f"{q.path}: query pid {q.pid} has no other gallery image of the same pid in "
+                    f"{where} (single-camera data); expected at least one"
+                )
+        return
     for q in query:
         if not (cams.get(q.pid, set()) - {q.camid}):
             raise UnmatchedQueryError(
@@ -355,20 +377,32 @@ def _check_text(path: Path) -> None:
 def _read_csv_list(path: Path) -> list[tuple[str, ReidSample]]:
     _check_text(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
+        reader = csv.DictReader(f, skipinitialspace=True)
         cols = reader.fieldnames or []
         if not {"path", "pid", "camid"} <= set(cols):
             raise DatasetLayoutError(
                 f"{path}: expected a header with path,pid,camid[,subset]; got {cols}"
             )
         out = []
-        for ln, r in enumerate(reader, start=2):
+        for r in reader:
+            ln = reader.line_num
+            if any(r.get(c) is None for c in ("path", "pid", "camid")):
+                raise DatasetLayoutError(
+                    f"{path}:{ln}: expected the columns {cols}, got a row with fewer fields: {r}"
+                )
             try:
                 pid, cam = int(r["pid"]), int(r["camid"])
             except ValueError as e:
                 raise BadFileNameError(
                     f"{path}:{ln}: pid and camid must be integers, got {r}"
                 ) from e
+            if pid < 0 or cam < 0:
+                raise BadFileNameError(
+                    f"{path}:{ln}: pid and camid must be >= 0 (camid is 0-based), got "
+                    f"pid={pid}, camid={cam}"
+                )
+            if not r["path"].strip():
+                raise DatasetLayoutError(f"{path}:{ln}: empty path")
             p = Path(r["path"])
             if not p.is_absolute():
                 p = path.parent / p
@@ -395,12 +429,19 @@ def _folder_subset(folder: Path, subset: str) -> list[ReidSample]:
                 pid = int(d.name)
             except ValueError as e:
                 raise BadFileNameError(f"{d}: pid folders must be named by an integer pid") from e
+            if pid < 0:
+                raise BadFileNameError(f"{d}: pid folders must be named by an integer pid >= 0")
             files = sorted(p for p in d.iterdir() if p.is_file() and _is_image(p))
             if not files:
                 raise EmptyDatasetError(f"{d}: no images in this pid folder")
             for p in files:
                 m = re.search(r"c(\d+)", p.stem)
-                out.append(ReidSample(str(p), pid, int(m.group(1)) - 1 if m else 0))
+                cam = int(m.group(1)) if m else 1
+                if cam < 1:
+                    raise BadFileNameError(
+                        f"{p}: cameras in file names are numbered from 1 (c1), got c{cam}"
+                    )
+                out.append(ReidSample(str(p), pid, cam - 1))
         return out
     samples, _ = _market_dir(folder, subset, None)
     return samples
@@ -471,8 +512,14 @@ READERS = {
 }
 
 
+def _check_root(root: object) -> None:
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
+
+
 def detect_format(root: str | Path) -> str:
     """Guess the layout of ``root``: one of READERS' keys."""
+    _check_root(root)
     root = Path(root)
     if not root.exists():
         raise DatasetNotFoundError(f"{root}: dataset root does not exist")
@@ -496,6 +543,7 @@ def read_dataset(
     root: str | Path, kind: str = "auto", relabel_train: bool = True, validate: bool = True
 ) -> ReidDataset:
     """Read ``root`` with the reader for ``kind`` (``auto`` detects it)."""
+    _check_root(root)
     if kind == "auto":
         kind = detect_format(root)
     if kind == "market-style":

@@ -177,6 +177,11 @@ def train(
         loss turns non-finite (the last good checkpoint stays), ClusteringCollapsed when
         clustering collapses under the "raise" policy.
     """
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be None or a callable callback(event, info), got "
+                        f"{type(callback).__name__} {callback!r}")
     cfg = load_config(config, overrides)
     denv, dist_device = dist.setup(cfg.run.device, cfg.run.dist_timeout_min)
     try:

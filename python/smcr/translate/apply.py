@@ -294,12 +294,13 @@ def translate_dataset(
     atomic_write_text(
         partial / "translation.json", json.dumps(info, indent=1, sort_keys=True) + "\n"
     )
-    (partial / ".plan.json").unlink()
     check = partial / src_root.name if src_root.is_file() else partial
     try:  # the result must open like its source
         read_dataset(check, "market-style" if kind in ("market1501", "dukemtmc") else kind)
     except ValueError as e:
+        # the plan file stays: a rerun resumes this work (nothing is translated twice)
         raise TranslateError(f"translated dataset {partial} does not open: {e}") from e
+    (partial / ".plan.json").unlink()
     publish_partial(partial, out)
     say(f"translate apply: wrote {out} ({len(todo)} images in {time.perf_counter() - t0:.1f} s)")
     return out

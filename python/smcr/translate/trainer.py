@@ -465,6 +465,8 @@ def train_translator(
         or checkpoint_every < 0
     ):
         raise TranslateError(f"checkpoint_every must be an int >= 0, got {checkpoint_every!r}")
+    if isinstance(load_workers, bool) or not isinstance(load_workers, int) or load_workers < 0:
+        raise TranslateError(f"load_workers (--workers) must be an int >= 0, got {load_workers!r}")
     dev = _resolve_device(device)
     say = log or (lambda _msg: None)
     out = Path(out_dir)
@@ -482,7 +484,12 @@ def train_translator(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, final_path = out / CHECKPOINT, out / TRANSLATOR
     if final_path.is_file():
-        done = torch.load(final_path, map_location="cpu", weights_only=True)
+        try:
+            done = torch.load(final_path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - unreadable: not this run's result
+            done = None
+        if not isinstance(done, dict):
+            done = {}
         if done.get("key") == key:
             say(f"translate: {final_path} is already trained with these inputs and settings")
             return TrainResult(
@@ -496,7 +503,8 @@ def train_translator(
             )
         if resume:
             raise TranslateError(
-                f"{out} holds a finished translator of other inputs or settings; use another "
+                f"{out} holds a finished translator of other inputs or settings (or an unreadable "
+                f"translator.pt); use another "
                 f"out_dir or resume=False (--no-resume) to replace it"
             )
         final_path.unlink()
@@ -701,18 +709,28 @@ class Translator:
                 f"translator {p} does not exist (train one with `smcr translate train`; an "
                 f"unfinished run has only {CHECKPOINT})"
             )
+        if p.stat().st_size == 0:
+            raise TranslateError(f"{p}: the translator file is empty (0 bytes)")
         try:
             st = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-            raise TranslateError(f"{p}: cannot read translator file: {e}") from e
-        if not isinstance(st, dict) or st.get("format") != TRANSLATOR_FORMAT:
+            # torch's own messages run over many lines; the first one says what failed
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise TranslateError(
-                f"{p}: not an smcr translator file (format {st.get('format') if isinstance(st, dict) else None!r})"
-            )
-        config = TranslateConfig.from_dict(st["config"])
-        g_ab, g_ba = build_generators(config)
-        g_ab.load_state_dict(st["g_ab"])
-        g_ba.load_state_dict(st["g_ba"])
+                f"{p}: cannot read translator file (not a complete file written by "
+                f"`smcr translate train`): {why}"
+            ) from e
+        if not isinstance(st, dict) or st.get("format") != TRANSLATOR_FORMAT:
+            fmt = st.get("format") if isinstance(st, dict) else None
+            raise TranslateError(f"{p}: not an smcr translator file (format {fmt!r})")
+        try:
+            config = TranslateConfig.from_dict(st["config"])
+            g_ab, g_ba = build_generators(config)
+            g_ab.load_state_dict(st["g_ab"])
+            g_ba.load_state_dict(st["g_ba"])
+        except (KeyError, TypeError, AttributeError, RuntimeError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise TranslateError(f"{p}: damaged translator file ({type(e).__name__}: {why})") from e
         dev = _resolve_device(device)
         meta = {k: st[k] for k in ("key", "from", "to", "steps", "history") if k in st}
         return cls(config, g_ab.to(dev), g_ba.to(dev), meta)
