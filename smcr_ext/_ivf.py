@@ -81,7 +81,7 @@ def knn_ivf(
     sample = torch.randperm(n, generator=g)[: min(n, max(16384, 16 * nlist))]
     xs = x[sample]
     mean = xs.mean(0)
-    q = min(pca_dim, d)
+    q = min(pca_dim, d, xs.shape[0])  # pca_lowrank needs q <= min(rows, columns)
     if q < d:
         torch.manual_seed(seed)  # pca_lowrank draws from the global generator
         _, _, v = torch.pca_lowrank(xs - mean, q=q, center=False, niter=3)  # v: (d, q)

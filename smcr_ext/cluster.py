@@ -70,6 +70,9 @@ class JaccardGraph:
     indptr: torch.Tensor
     indices: torch.Tensor
     distances: torch.Tensor
+    # True when `kreciprocal_jaccard` made this graph (symmetric, no duplicate pairs, by
+    # construction), so `dbscan` need not check that again.
+    validated: bool = field(default=False, repr=False, compare=False)
 
     @property
     def num_nodes(self) -> int:
@@ -85,7 +88,10 @@ class JaccardGraph:
 
     def to(self, device: str | torch.device) -> JaccardGraph:
         return JaccardGraph(
-            self.indptr.to(device), self.indices.to(device), self.distances.to(device)
+            self.indptr.to(device),
+            self.indices.to(device),
+            self.distances.to(device),
+            validated=self.validated,
         )
 
     def row(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,6 +186,7 @@ def knn(
     n = x.shape[0]
     k = check_int(k, "k", low=1, high=n - 1)
     block_size = check_int(block_size, "block_size", low=1)
+    seed = check_int(seed, "seed", low=-(2**63))
     if x.is_cuda and backend == "exact" and k > _KNN_MAX_K_CUDA:
         raise ValueError(f"k must be <= {_KNN_MAX_K_CUDA} for CUDA features, got {k}")
     if backend == "exact":
@@ -282,13 +289,22 @@ def kreciprocal_jaccard(
             raise ValueError(f"num_neighbors must be < N={n} to compute the kNN, got {width}")
         idx, dist = knn(x, width, backend=knn_backend)
     else:
-        idx, dist = (
-            (knn_result.indices, knn_result.distances)
-            if isinstance(knn_result, KnnResult)
-            else knn_result
-        )
+        if isinstance(knn_result, KnnResult):
+            idx, dist = knn_result.indices, knn_result.distances
+        elif isinstance(knn_result, (tuple, list)) and len(knn_result) == 2:
+            idx, dist = knn_result
+        else:
+            raise TypeError(
+                "knn_result must be a KnnResult or an (indices, distances) pair, got "
+                f"{type(knn_result).__name__}"
+                + (f" of length {len(knn_result)}" if isinstance(knn_result, (tuple, list)) else "")
+            )
         idx = as_tensor(idx, "knn_result indices")
         dist = as_tensor(dist, "knn_result distances")
+        if idx.dtype.is_floating_point or idx.is_complex() or idx.dtype == torch.bool:
+            raise TypeError(f"knn_result indices must hold integers, got {idx.dtype}")
+        if not dist.dtype.is_floating_point:
+            raise TypeError(f"knn_result distances must be floating-point, got {dist.dtype}")
         if idx.dim() != 2 or idx.shape[0] != n or idx.shape[1] < width:
             raise ValueError(
                 f"knn_result indices must be (N={n}, K>={width}), got shape {tuple(idx.shape)}"
@@ -304,32 +320,91 @@ def kreciprocal_jaccard(
             )
         idx = idx[:, :width].to(torch.int64).contiguous()
         dist = dist[:, :width].to(torch.float32).contiguous()
-        if not trusted and bool(((idx < 0) | (idx >= n)).any()):
-            raise ValueError(f"knn_result indices must lie in [0, {n})")
+        if not trusted:
+            _check_knn_lists(idx, dist, n)
     indptr, indices, distances = _ops.kreciprocal_jaccard(
         x, idx.contiguous(), dist.contiguous(), k1, k2, float(max_dist)
     )
-    return JaccardGraph(indptr, indices, distances)
+    return JaccardGraph(indptr, indices, distances, validated=True)
+
+
+def _check_knn_lists(idx: torch.Tensor, dist: torch.Tensor, n: int) -> None:
+    """Caller-given kNN lists: what the Jaccard kernel assumes of them (ids in range, each
+    row free of repeats and sorted by a finite distance)."""
+    if bool(((idx < 0) | (idx >= n)).any()):
+        raise ValueError(f"knn_result indices must lie in [0, {n})")
+    if not bool(torch.isfinite(dist).all()):
+        rows = torch.nonzero(~torch.isfinite(dist).all(dim=1)).flatten()[:5].tolist()
+        raise ValueError(f"knn_result distances must be finite; rows {rows} hold NaN or Inf")
+    if bool((dist < -1e-3).any()):
+        raise ValueError(
+            f"knn_result distances must be squared distances 2 - 2·cos >= 0, got "
+            f"{float(dist.min())}"
+        )
+    if dist.shape[1] > 1:
+        unsorted = (dist[:, 1:] < dist[:, :-1]).any(dim=1)
+        if bool(unsorted.any()):
+            rows = torch.nonzero(unsorted).flatten()[:5].tolist()
+            raise ValueError(
+                f"knn_result rows must be sorted by distance ascending; rows {rows} are not"
+            )
+        srt = torch.sort(idx, dim=1).values
+        repeated = (srt[:, 1:] == srt[:, :-1]).any(dim=1)
+        if bool(repeated.any()):
+            rows = torch.nonzero(repeated).flatten()[:5].tolist()
+            raise ValueError(f"knn_result rows must not repeat an index; rows {rows} do")
 
 
 # --------------------------------------------------------------------------- DBSCAN
 
 
+def _graph_arrays(indptr: Any, indices: Any, distances: Any, validated: bool) -> JaccardGraph:
+    ip = as_tensor(indptr, "graph indptr")
+    ix = as_tensor(indices, "graph indices")
+    ds = as_tensor(distances, "graph distances")
+    for t, what in ((ip, "graph indptr"), (ix, "graph indices")):
+        if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{what} must hold integers, got {t.dtype}")
+    if ds.is_complex() or ds.dtype == torch.bool:
+        raise TypeError(f"graph distances must be real numbers, got {ds.dtype}")
+    if not (ip.device == ix.device == ds.device):
+        raise ValueError(
+            f"graph arrays must be on one device, got {ip.device}, {ix.device}, {ds.device}"
+        )
+    if ds.dtype.is_floating_point and ds.dtype != torch.float32:
+        ds64 = ds.to(torch.float64)
+        if bool((torch.isfinite(ds64) & (ds64.abs() > 3.0e38)).any()):
+            raise ValueError("graph distances must fit float32 (|d| <= 3e38)")
+    return JaccardGraph(
+        ip.to(torch.int64).contiguous(),
+        ix.to(torch.int64).contiguous(),
+        ds.to(torch.float32).contiguous(),
+        validated=validated,
+    )
+
+
 def _as_graph(graph: Any) -> JaccardGraph:
     if isinstance(graph, JaccardGraph):
-        return graph
-    if isinstance(graph, tuple) and len(graph) == 3:
-        indptr, indices, distances = (as_tensor(t, "graph") for t in graph)
-        return JaccardGraph(
-            indptr.to(torch.int64).contiguous(),
-            indices.to(torch.int64).contiguous(),
-            distances.to(torch.float32).contiguous(),
+        ok = all(
+            isinstance(t, torch.Tensor) and t.is_contiguous()
+            for t in (graph.indptr, graph.indices, graph.distances)
+        ) and (graph.indptr.dtype, graph.indices.dtype, graph.distances.dtype) == (
+            torch.int64,
+            torch.int64,
+            torch.float32,
         )
+        if ok:
+            return graph
+        return _graph_arrays(graph.indptr, graph.indices, graph.distances, graph.validated)
+    if isinstance(graph, tuple) and len(graph) == 3:
+        return _graph_arrays(*graph, validated=False)
     try:
         import scipy.sparse as sp
 
         if sp.issparse(graph):
             csr = sp.csr_matrix(graph)
+            if csr.dtype.kind not in "biuf":
+                raise TypeError(f"graph must hold real distances, got dtype {csr.dtype}")
             if csr.shape[0] != csr.shape[1]:
                 raise ValueError(f"graph must be square, got shape {csr.shape}")
             csr.sort_indices()
@@ -378,6 +453,35 @@ def _check_graph(g: JaccardGraph, *, check_sorted: bool = True) -> None:
             row_start[starts[starts < g.nnz]] = True
             if bool((step & ~row_start[1:]).any()):
                 raise ValueError("graph rows must be sorted by distance ascending")
+        if not g.validated:
+            _check_symmetric(g)
+
+
+def _check_symmetric(g: JaccardGraph) -> None:
+    """No (i, j) pair stored twice, and (j, i) stored with the same distance for every
+    stored (i, j) (i != j): the kernel reads each point's neighbourhood from its own row
+    only, so a one-sided or repeated pair would silently differ from scikit-learn."""
+    n = g.num_nodes
+    rows = torch.repeat_interleave(
+        torch.arange(n, device=g.device), g.indptr[1:] - g.indptr[:-1], output_size=g.nnz
+    )
+    off = rows != g.indices  # the diagonal is implicit; a stored (i, i) is harmless
+    r, c, d = rows[off], g.indices[off], g.distances[off]
+    key = r * n + c
+    key_sorted, order = torch.sort(key)
+    if key_sorted.numel() > 1 and bool((key_sorted[1:] == key_sorted[:-1]).any()):
+        i = int(key_sorted[1:][key_sorted[1:] == key_sorted[:-1]][0])
+        raise ValueError(f"graph stores the pair ({i // n}, {i % n}) more than once")
+    tkey_sorted, torder = torch.sort(c * n + r)
+    if not bool(torch.equal(key_sorted, tkey_sorted)):
+        bad = key_sorted[key_sorted != tkey_sorted][0] if key_sorted.numel() else None
+        where = "" if bad is None else f", e.g. ({int(bad) // n}, {int(bad) % n})"
+        raise ValueError(
+            f"graph must be symmetric: some pairs are stored in one row only{where}"
+        )
+    # Equal up to rounding (a float32 Gram matrix need not be bitwise symmetric).
+    if not bool(torch.allclose(d[order], d[torder], rtol=1e-5, atol=1e-6)):
+        raise ValueError("graph must be symmetric: dist(i, j) != dist(j, i) for some pairs")
 
 
 def dbscan(

@@ -19,7 +19,7 @@ accumulation.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
@@ -41,6 +41,9 @@ __all__ = [
 _ops = torch.ops.smcr
 
 _MEMORY_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+# Smallest normal and largest finite values of the accumulation dtypes.
+_F32_TINY, _F32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
+_F64_TINY, _F64_MAX = 2.2250738585072014e-308, 1.7976931348623157e308
 _FEATURE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -72,6 +75,9 @@ class LabelIndex:
     label_rows: torch.Tensor
     counts: torch.Tensor
     runs: torch.Tensor | None = None
+    # True when `label_index` built it; the kernels index memory rows through label_ptr,
+    # label_rows and runs, so any other LabelIndex is rebuilt from its row_labels first.
+    validated: bool = field(default=False, repr=False, compare=False)
 
     @property
     def num_labels(self) -> int:
@@ -228,9 +234,34 @@ def label_index(row_labels: Any, num_labels: int | None = None) -> LabelIndex:
         raise TypeError(f"num_labels must be an int, got {type(num_labels).__name__}")
     elif num_labels <= hi:
         raise ValueError(f"num_labels must be > the largest label {hi}, got {num_labels}")
+    if num_labels > MAX_LABELS:
+        raise ValueError(
+            f"num_labels must be <= {MAX_LABELS} (the index holds 8 bytes per label); got "
+            f"{num_labels}" + (f" from the largest label {hi}" if hi + 1 == num_labels else "")
+            + ": relabel to dense ids, e.g. torch.unique(row_labels, return_inverse=True)"
+        )
     ptr, rows = _ops.hybrid_memory_label_index(lab, int(num_labels))
     counts = ptr[1:] - ptr[:-1]
-    return LabelIndex(lab, ptr, rows, counts, _singleton_runs(ptr, rows))
+    return LabelIndex(lab, ptr, rows, counts, _singleton_runs(ptr, rows), validated=True)
+
+
+def _trusted_index(index: LabelIndex, name: str) -> LabelIndex:
+    """`index` itself when `label_index` built it, else the index rebuilt from its
+    row_labels (a hand-made label_ptr / label_rows / runs could point outside the memory)."""
+    if index.validated:
+        return index
+    try:
+        return label_index(index.row_labels, index.num_labels)
+    except (ValueError, TypeError) as e:
+        raise type(e)(
+            f"{name} is a LabelIndex not built by label_index, and its row_labels and "
+            f"label_ptr disagree ({e}); build it with smcr_ext.label_index"
+        ) from None
+
+
+# Labels are dense ids: a label space beyond this is a labelling mistake (2**40 as a label),
+# not a dataset (the largest re-ID sets have ~10**5 identities).
+MAX_LABELS = 2**28
 
 
 # Runs of single-row labels shorter than this are cheaper to copy into a block of label means
@@ -320,16 +351,27 @@ def hybrid_memory_loss(
             )
         if index.device != mem.device:
             raise ValueError(f"row_labels must be on {mem.device}, got {index.device}")
+        index = _trusted_index(index, "row_labels")
     else:
         lab = _check_index_vector(row_labels, "row_labels", mem.shape[0], mem.device, "M")
         index = label_index(lab)
     tgt = _check_index_vector(targets, "targets", f.shape[0], f.device, "B")
     temperature = _check_real(temperature, "temperature", low=0.0, low_open=True)
     eps = _check_real(eps, "eps", low=0.0)
+    # The kernels accumulate in float32 (float64 for a float64 memory): 1 / temperature and
+    # eps must be finite there, or the loss is silently NaN / -inf.
+    fmin, fmax = (_F64_TINY, _F64_MAX) if mem.dtype == torch.float64 else (_F32_TINY, _F32_MAX)
+    if temperature < fmin:
+        raise ValueError(f"temperature must be >= {fmin:.8g} (1 / temperature must be finite "
+                         f"in the {_acc(mem.dtype)} accumulation), got {temperature!r}")
+    if eps > fmax:
+        raise ValueError(f"eps must be <= {fmax:.8g} (finite in the {_acc(mem.dtype)} "
+                         f"accumulation), got {eps!r}")
     if block_size is None:
         block_size = _default_block(mem)
-    elif isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
-        raise ValueError(f"block_size must be an int >= 1, got {block_size!r}")
+    elif (isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral)
+          or not 1 <= block_size <= 2**63 - 1):
+        raise ValueError(f"block_size must be an int in [1, 2**63 - 1], got {block_size!r}")
     # Value checks: one op, one host synchronisation.
     num_labels = index.num_labels
     if validate:
@@ -470,6 +512,7 @@ def label_means(memory: torch.Tensor, index: LabelIndex, labels: Any) -> torch.T
     if index.num_rows != mem.shape[0] or index.device != mem.device:
         raise ValueError(f"index must cover the memory's M = {mem.shape[0]} rows on "
                          f"{mem.device}, got {index.num_rows} rows on {index.device}")
+    index = _trusted_index(index, "index")
     lab = as_tensor(labels, "labels")
     if lab.dim() != 1 or lab.is_floating_point() or lab.is_complex() or lab.dtype == torch.bool:
         raise TypeError(f"labels must be a 1-D integer tensor, got {lab.dtype} of shape "
