@@ -452,6 +452,11 @@ def soft_triplet(
     - hard version (`teacher=None`): t_i = [margin, 1 - margin]; margin = 0 (the default)
       gives loss_i = softplus(d_ip - d_in).
 
+    Mining compares the squared distances of the student's Gram matrix; where those could
+    overflow (float32 rows of norm above ~6.5e18) it compares exact squared distances summed
+    in double instead, so any finite rows are mined correctly; only distances beyond the
+    accumulation dtype's range (float32 rows of norm near 1.7e38) come out infinite.
+
     An anchor without a positive (its identity appears once) or without a negative
     contributes nothing: loss_i = 0, no gradient, and the mean is taken over the valid
     anchors only (0 when none is valid).

@@ -383,6 +383,24 @@ def test_soft_triplet_cuda_matches_cpu(soft):
     assert (gc - gg).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("soft", [True, False])
+def test_soft_triplet_cuda_huge_norms_match_cpu(soft):
+    # float32 rows of norm ~7e19 overflow the Gram matrix: both backends mine on exact
+    # squared distances and find the pairs of the unscaled batch.
+    s, t, labels = make_triplets(b=48, d=130, ids=12, seed=13)
+    scale = 2.0**66
+    base = smcr_ext.soft_triplet(s.float(), t.float() if soft else None, labels)
+    outs = [smcr_ext.soft_triplet((s.float() * scale).to(dev),
+                                  (t.float() * scale).to(dev) if soft else None, labels.to(dev))
+            for dev in ("cpu", DEV)]
+    for out in outs:
+        assert torch.equal(out.pos_index.cpu(), base.pos_index)
+        assert torch.equal(out.neg_index.cpu(), base.neg_index)
+    cpu, gpu = outs
+    torch.testing.assert_close(gpu.dist_ap.cpu(), cpu.dist_ap, rtol=1e-6, atol=0)
+    torch.testing.assert_close(gpu.loss.cpu(), cpu.loss, rtol=1e-5, atol=0)
+
+
 def test_soft_triplet_cuda_float64_reference_and_gradcheck():
     s, t, labels = make_triplets(b=32, d=64, ids=8)
     x = s.to(DEV).requires_grad_()

@@ -111,6 +111,30 @@ def test_identical_points_are_finite():
     assert out.dist_ap.tolist() == pytest.approx([1e-6] * 4, rel=1e-3)
 
 
+@pytest.mark.parametrize("soft", [True, False])
+@pytest.mark.parametrize("scale", [2.0**66, 2.0**100])
+def test_huge_norms_mine_the_pairs_of_unit_scale(soft, scale):
+    # float32 rows of norm ~1e20: the Gram matrix's squared distances overflow to inf, so
+    # mining used to pick wrong pairs (NaN comparisons). Now it falls back to exact squared
+    # distances: a power-of-two scale changes nothing but the distances, exactly.
+    student, teacher, labels = make_batch(b=32, d=16, ids=8, seed=9, singles=(4,),
+                                          dtype=torch.float32)
+    ref = smcr_ext.soft_triplet(student, teacher if soft else None, labels)
+    x = (student * scale).requires_grad_()
+    out = smcr_ext.soft_triplet(x, teacher * scale if soft else None, labels)
+    assert out.pos_index.tolist() == ref.pos_index.tolist()
+    assert out.neg_index.tolist() == ref.neg_index.tolist()
+    assert torch.equal(out.dist_ap, ref.dist_ap * scale)
+    assert torch.equal(out.dist_an, ref.dist_an * scale)
+    # and the float64 formulation on the same data agrees (mining and loss)
+    want, _, pos, neg = soft_triplet_reference(x.detach().double(),
+                                               teacher.double() * scale if soft else None, labels)
+    assert out.pos_index.tolist() == pos.tolist() and out.neg_index.tolist() == neg.tolist()
+    assert out.loss.item() == pytest.approx(want.item(), rel=1e-5)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(x.grad).all()
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_low_precision_inputs(dtype):
     student, teacher, labels = make_batch(b=32, d=64, ids=8, seed=5)

@@ -1,8 +1,10 @@
 // CUDA soft triplet kernels; contracts in soft_triplet.h.
 //
 //   forward   one block per anchor: arg-max / arg-min over the batch (ties to the smaller
-//             index, a fixed reduction tree), then the four squared distances in double by a
-//             fixed tree; one more block for the mean over valid anchors.
+//             index, a fixed reduction tree) on the Gram matrix's squared distances, or on
+//             exact ones where those could overflow (soft_triplet.h), then the four squared
+//             distances in double by a fixed tree; one more block for the mean over valid
+//             anchors.
 //   backward  one block per row r: every thread owns columns and gathers the contributions of
 //             all anchors that touch row r, in anchor order (deterministic, no atomics).
 // Offsets into (B, D) arrays are 64-bit.
@@ -33,31 +35,61 @@ __global__ void triplet_forward_kernel(const Acc* __restrict__ student,
                                        Acc* __restrict__ dist_ap, Acc* __restrict__ dist_an,
                                        Acc* __restrict__ grad_coef) {
   __shared__ ArgBest<Acc> sarg[32];
+  __shared__ ArgBest<double> sarg_exact[32];
   __shared__ double sred[32];
+  __shared__ index_t sflag[32];
   const index_t i = blockIdx.x;
-  const Acc min_sq = static_cast<Acc>(kTripletMinSquaredDistance);
-  const Acc gii = gram[i * batch + i];
   const index_t li = labels[i];
-  ArgBest<Acc> bp{Acc(0), index_t(-1)}, bn{Acc(0), index_t(-1)};
-  for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
-    Acc sq = gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j];
-    sq = sq > min_sq ? sq : min_sq;
-    if (labels[j] == li) {
-      if (j != i) bp = arg_better<Acc, true>(bp, ArgBest<Acc>{sq, j});
-    } else {
-      bn = arg_better<Acc, false>(bn, ArgBest<Acc>{sq, j});
+  // Every block reads the whole diagonal (B values) and takes the same branch as the others.
+  index_t unsafe = 0;
+  for (index_t j = threadIdx.x; j < batch; j += blockDim.x)
+    unsafe += !gram_diagonal_safe(gram[j * batch + j]);
+  const bool exact = block_reduce(unsafe, sflag, SumOp(), index_t(0)) > 0;  // block-uniform
+  index_t p = -1, n = -1;
+  if (!exact) {
+    const Acc min_sq = static_cast<Acc>(kTripletMinSquaredDistance);
+    const Acc gii = gram[i * batch + i];
+    ArgBest<Acc> bp{Acc(0), index_t(-1)}, bn{Acc(0), index_t(-1)};
+    for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
+      Acc sq = gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j];
+      sq = sq > min_sq ? sq : min_sq;
+      if (labels[j] == li) {
+        if (j != i) bp = arg_better<Acc, true>(bp, ArgBest<Acc>{sq, j});
+      } else {
+        bn = arg_better<Acc, false>(bn, ArgBest<Acc>{sq, j});
+      }
     }
+    p = block_arg_best<Acc, true>(bp, sarg).index;
+    n = block_arg_best<Acc, false>(bn, sarg).index;
+  } else {
+    // The Gram matrix could overflow: exact squared distances in double, one row per thread
+    // (rare, so simplicity over coalescing).
+    const Acc* xa = student + i * dim;
+    ArgBest<double> bp{0.0, index_t(-1)}, bn{0.0, index_t(-1)};
+    for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
+      const Acc* xj = student + j * dim;
+      double sq = 0.0;
+      for (index_t t = 0; t < dim; ++t) {
+        const double diff = static_cast<double>(xa[t]) - static_cast<double>(xj[t]);
+        sq += diff * diff;
+      }
+      sq = sq > kTripletMinSquaredDistance ? sq : kTripletMinSquaredDistance;
+      if (labels[j] == li) {
+        if (j != i) bp = arg_better<double, true>(bp, ArgBest<double>{sq, j});
+      } else {
+        bn = arg_better<double, false>(bn, ArgBest<double>{sq, j});
+      }
+    }
+    p = block_arg_best<double, true>(bp, sarg_exact).index;
+    n = block_arg_best<double, false>(bn, sarg_exact).index;
   }
-  bp = block_arg_best<Acc, true>(bp, sarg);
-  bn = block_arg_best<Acc, false>(bn, sarg);
-  if (bp.index < 0 || bn.index < 0) {  // uniform across the block
+  if (p < 0 || n < 0) {  // uniform across the block
     if (threadIdx.x == 0) {
       pos_index[i] = neg_index[i] = -1;
       per_anchor[i] = dist_ap[i] = dist_an[i] = grad_coef[i] = Acc(0);
     }
     return;
   }
-  const index_t p = bp.index, n = bn.index;
   const Acc* xi = student + i * dim;
   const Acc* xp = student + p * dim;
   const Acc* xn = student + n * dim;

@@ -6,7 +6,8 @@
 //   p_i    = hardest positive: argmax_j d_ij over j != i with y_j = y_i
 //   n_i    = hardest negative: argmin_j d_ij over j with y_j != y_i
 //            (ties go to the smaller index; mining reads the squared distances
-//             G_ii + G_jj - 2 G_ij of the student's Gram matrix G = X X^T)
+//             G_ii + G_jj - 2 G_ij of the student's Gram matrix G = X X^T, or the exact
+//             ones where those could overflow: gram_diagonal_safe below)
 //   P_i    = softmax([d_ip, d_in])                              (student)
 //   t_i    = softmax([d'_ip, d'_in]) with the teacher's distances at the student's
 //            indices (soft version; the teacher gets no gradient), or [margin, 1 - margin]
@@ -83,6 +84,30 @@ constexpr double kTripletMinSquaredDistance = 1e-12;
 template <typename Acc>
 SMCR_HD Acc clamped_distance(double sq) {
   return static_cast<Acc>(m_sqrt(sq > kTripletMinSquaredDistance ? sq : kTripletMinSquaredDistance));
+}
+
+// Mining reads G_ii + G_jj - 2 G_ij. By Cauchy-Schwarz |G_ij| <= max(G_ii, G_jj), so that
+// stays finite in Acc while every diagonal entry is at most Acc's largest value / 8. Past that
+// (float32 rows of norm above ~6.5e18, or a non-finite entry) the kernels mine on the exact
+// squared distances, summed in double, instead: the same pairs, scale-invariantly. Distances
+// above Acc's largest value (float32 rows of norm near 1.7e38) are still infinite.
+template <typename Acc>
+SMCR_HD bool gram_diagonal_safe(Acc g);
+template <>
+SMCR_HD bool gram_diagonal_safe<float>(float g) {
+  return g <= 0x1.fffffep+124f;  // FLT_MAX / 8; false for NaN
+}
+template <>
+SMCR_HD bool gram_diagonal_safe<double>(double g) {
+  return g <= 0x1.fffffffffffffp+1020;  // DBL_MAX / 8
+}
+
+// True when some diagonal entry of the (B, B) Gram matrix is not safe (host code).
+template <typename Acc>
+inline bool gram_overflows(const Acc* gram, index_t batch) {
+  for (index_t i = 0; i < batch; ++i)
+    if (!gram_diagonal_safe(gram[i * batch + i])) return true;
+  return false;
 }
 
 }  // namespace smcr

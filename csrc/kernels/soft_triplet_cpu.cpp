@@ -21,6 +21,30 @@ double squared_distance(const Acc* x, index_t i, index_t j, index_t dim) {
   return s;
 }
 
+// The hardest positive and negative of anchor i: sq(j) is the squared distance to row j, in
+// V (ties to the smaller index; -1 = none).
+template <typename V, typename SquaredDistance>
+void mine_anchor(index_t i, index_t batch, const index_t* labels, SquaredDistance sq_of,
+                 index_t* p_out, index_t* n_out) {
+  const V min_sq = static_cast<V>(kTripletMinSquaredDistance);
+  index_t p = -1, n = -1;
+  V best_p = V(0), best_n = V(0);
+  for (index_t j = 0; j < batch; ++j) {
+    const V sq = std::max(static_cast<V>(sq_of(j)), min_sq);
+    if (labels[j] == labels[i]) {
+      if (j != i && (p < 0 || sq > best_p)) {
+        p = j;
+        best_p = sq;
+      }
+    } else if (n < 0 || sq < best_n) {
+      n = j;
+      best_n = sq;
+    }
+  }
+  *p_out = p;
+  *n_out = n;
+}
+
 }  // namespace
 
 template <typename Acc>
@@ -47,23 +71,23 @@ Status soft_triplet_forward_cpu(const Acc* student, const Acc* teacher, const Ac
       }
     gram = own_gram.data();
   }
-  const Acc min_sq = static_cast<Acc>(kTripletMinSquaredDistance);
+  // G_ii + G_jj - 2 G_ij can overflow Acc (float32 rows of norm above ~1e19): then every
+  // anchor is mined on the exact squared distances in double instead.
+  const bool exact = gram_overflows(gram, batch);
 #pragma omp parallel for schedule(static)
   for (index_t i = 0; i < batch; ++i) {
-    const Acc gii = gram[i * batch + i];
-    index_t p = -1, n = -1;
-    Acc best_p = Acc(0), best_n = Acc(0);
-    for (index_t j = 0; j < batch; ++j) {
-      const Acc sq = std::max(gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j], min_sq);
-      if (labels[j] == labels[i]) {
-        if (j != i && (p < 0 || sq > best_p)) {
-          p = j;
-          best_p = sq;
-        }
-      } else if (n < 0 || sq < best_n) {
-        n = j;
-        best_n = sq;
-      }
+    index_t p, n;
+    if (exact) {
+      mine_anchor<double>(i, batch, labels,
+                          [&](index_t j) { return squared_distance(student, i, j, dim); }, &p,
+                          &n);
+    } else {
+      const Acc gii = gram[i * batch + i];
+      mine_anchor<Acc>(i, batch, labels,
+                       [&](index_t j) {
+                         return gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j];
+                       },
+                       &p, &n);
     }
     if (p < 0 || n < 0) {
       pos_index[i] = neg_index[i] = -1;

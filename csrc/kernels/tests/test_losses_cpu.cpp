@@ -309,6 +309,31 @@ static void test_soft_triplet() {
                                                   0.0, per.data(), loss.data(), pos.data(),
                                                   neg.data(), dap.data(), dan.data(), coef.data()));
   CHECK(loss[0] == 0.0 && pos[0] == -1);
+
+  // float32 rows of norm ~1e20 overflow the Gram matrix's squared distances: mining falls
+  // back to exact ones, so a power-of-two scale only scales the distances, exactly.
+  std::mt19937 rng2(12);
+  const index_t fb = 12, fd = 5;
+  const std::vector<index_t> flab{0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3};
+  auto unit = unit_rows(fb, fd, rng2);
+  std::vector<float> small(unit.begin(), unit.end()), huge(small);
+  for (float& v : huge) v = std::ldexp(v, 66);
+  std::vector<float> fper(fb), floss(1), fdap(fb), fdan(fb), fcoef(fb), hdap(fb), hdan(fb);
+  std::vector<index_t> fpos(fb), fneg(fb), hpos(fb), hneg(fb);
+  CHECK(smcr::gram_overflows(std::vector<float>{1.0f, 0.0f, 0.0f, 1e38f}.data(), 2));
+  CHECK(!smcr::gram_overflows(std::vector<float>{1.0f, 0.0f, 0.0f, 1e37f}.data(), 2));
+  CHECK_OK(smcr::soft_triplet_forward_cpu<float>(small.data(), nullptr, nullptr, flab.data(), fb,
+                                                 fd, 0.0f, fper.data(), floss.data(), fpos.data(),
+                                                 fneg.data(), fdap.data(), fdan.data(),
+                                                 fcoef.data()));
+  CHECK_OK(smcr::soft_triplet_forward_cpu<float>(huge.data(), nullptr, nullptr, flab.data(), fb,
+                                                 fd, 0.0f, fper.data(), floss.data(), hpos.data(),
+                                                 hneg.data(), hdap.data(), hdan.data(),
+                                                 fcoef.data()));
+  for (index_t i = 0; i < fb; ++i) {
+    CHECK(hpos[i] == fpos[i] && hneg[i] == fneg[i]);
+    CHECK(hdap[i] == std::ldexp(fdap[i], 66) && hdan[i] == std::ldexp(fdan[i], 66));
+  }
 }
 
 // The value checks: the smallest offending row / position, -1 when there is none.

@@ -284,6 +284,37 @@ void test_soft_triplet() {
                                                      dcoef.p, dgl.p, nullptr, dgrad.p, nullptr));
     CHECK(max_abs_diff(dgrad.get(), grad) <= 1e-5);
   }
+  // Rows of norm ~7e19: the float Gram matrix overflows (inf on its diagonal), so both
+  // backends mine on exact squared distances and find the pairs of the unscaled batch.
+  std::vector<float> huge(x), hgram(b * b);
+  for (float& v : huge) v = std::ldexp(v, 66);
+  for (index_t i = 0; i < b; ++i)
+    for (index_t j = 0; j < b; ++j) {
+      float s = 0;
+      for (index_t t = 0; t < d; ++t) s += huge[i * d + t] * huge[j * d + t];
+      hgram[i * b + j] = s;
+    }
+  CHECK(smcr::gram_overflows(hgram.data(), b));
+  std::vector<float> per(b), loss(1), dap(b), dan(b), coef(b), sdap(b), sdan(b);
+  std::vector<index_t> pos(b), neg(b), spos(b), sneg(b);
+  CHECK_OK_V(smcr::soft_triplet_forward_cpu<float>(x.data(), nullptr, gram.data(), lab.data(), b,
+                                                 d, 0.f, per.data(), loss.data(), spos.data(),
+                                                 sneg.data(), sdap.data(), sdan.data(),
+                                                 coef.data()));
+  CHECK_OK_V(smcr::soft_triplet_forward_cpu<float>(huge.data(), nullptr, hgram.data(), lab.data(),
+                                                 b, d, 0.f, per.data(), loss.data(), pos.data(),
+                                                 neg.data(), dap.data(), dan.data(), coef.data()));
+  CHECK(pos == spos && neg == sneg);
+  Dev<float> dx(huge), dgram(hgram), dper(b), dloss(1), ddap(b), ddan(b), dcoef(b);
+  Dev<index_t> dlab(lab), dpos(b), dneg(b);
+  CHECK_OK_V(smcr::soft_triplet_forward_cuda<float>(dx.p, nullptr, dgram.p, dlab.p, b, d, 0.f,
+                                                  dper.p, dloss.p, dpos.p, dneg.p, ddap.p,
+                                                  ddan.p, dcoef.p, nullptr));
+  CHECK(dpos.get() == pos && dneg.get() == neg);
+  const auto gdap = ddap.get();
+  for (index_t i = 0; i < b; ++i)
+    if (pos[i] >= 0) CHECK(std::fabs(gdap[i] - dap[i]) <= 1e-6f * dap[i]);
+  CHECK(std::fabs(dloss.get()[0] - loss[0]) <= 1e-6f * std::fabs(loss[0]));
 }
 
 }  // namespace
