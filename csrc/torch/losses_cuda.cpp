@@ -114,8 +114,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const int64_t nb = std::max<int64_t>(1, std::min(block_size, L));
   // The runs of single-row labels (host data from smcr_ext.label_index) are multiplied
   // straight from the memory: no means kernel and no means traffic for them, and, needing
-  // no means buffer, longer blocks (fewer launches, larger products).
-  const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>(L, 32768));
+  // no means buffer, longer blocks (fewer launches, larger products): up to 32768 labels,
+  // fewer when the batch is so large (B > 512 in float32) that their scores (and bf16
+  // probabilities) would pass 64 MiB.
+  const int64_t label_bytes = B * static_cast<int64_t>(sizeof(Acc) + (kBf16Products ? 2 : 0));
+  const int64_t budget_labels = std::max<int64_t>(1, (int64_t{64} << 20) / label_bytes);
+  const int64_t nb_run = std::max<int64_t>(nb, std::min<int64_t>({L, 32768, budget_labels}));
   const int64_t most = runs.empty() ? nb : nb_run;  // the longest block
   const at::Tensor fg = kBf16Products ? f.to(at::kBFloat16) : f;  // (B, D) product input
   at::Tensor means;  // (nb, D) MeansT, allocated on first use: none when runs cover every label
