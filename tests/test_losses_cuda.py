@@ -463,6 +463,16 @@ def test_soft_triplet_degenerate_cuda():
 # ------------------------------------------------------------------------------ validation
 
 
+def test_raw_op_refuses_an_empty_label_index_cuda():
+    f, m = torch.randn(3, 4, device=DEV), torch.randn(5, 4, device=DEV)
+    ptr = torch.zeros(1, dtype=torch.int64, device=DEV)
+    rows = torch.arange(5, device=DEV)
+    with pytest.raises(RuntimeError, match=r"label index is empty \(L = 0\) and B = 3"):
+        torch.ops.smcr.hybrid_memory_loss(f, m, ptr, rows,
+                                          torch.zeros(3, dtype=torch.int64, device=DEV), 0.05,
+                                          1e-6, 16, False, None)
+
+
 def test_bad_input_cuda():
     f, mem, lab, tgt = (t.to(DEV) for t in make_case(b=4, m=30, d=8, num_labels=10, absent=(3,)))
     with pytest.raises(ValueError, match="targets"):

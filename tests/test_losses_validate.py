@@ -90,3 +90,17 @@ def test_opcheck():
     torch.library.opcheck(ops._first_invalid.default,
                           (x, x.flip(0), torch.tensor([0, 4, 2]), 4, torch.tensor([1, 0, 1, 1])))
     torch.library.opcheck(ops._first_invalid.default, (x, None, None, 0, None))
+
+
+def test_raw_op_refuses_an_empty_label_index_with_a_batch():
+    # L = 0 and B > 0: no target can be valid; refused from the shapes alone, so the CUDA op
+    # (which reads no device values) refuses it too instead of returning a zero loss.
+    f, m = torch.randn(3, 4), torch.randn(5, 4)
+    ptr, rows = torch.zeros(1, dtype=torch.int64), torch.arange(5)
+    with pytest.raises(RuntimeError, match=r"label index is empty \(L = 0\) and B = 3"):
+        torch.ops.smcr.hybrid_memory_loss(f, m, ptr, rows, torch.zeros(3, dtype=torch.int64),
+                                          0.05, 1e-6, 16, False, None)
+    loss, per, _ = torch.ops.smcr.hybrid_memory_loss(f[:0], m, ptr, rows,
+                                                     torch.zeros(0, dtype=torch.int64), 0.05,
+                                                     1e-6, 16, False, None)
+    assert per.numel() == 0

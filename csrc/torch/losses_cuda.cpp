@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> hybrid_memory_loss_impl(
   const auto opts = f.options();
   const auto means_opts = opts.dtype(kBf16Products ? at::kBFloat16 : opts.dtype().toScalarType());
   const cudaStream_t stream = current_stream();
-  if (B == 0 || L == 0) {  // nothing to stream: a zero loss (L = 0 only with validate=False)
+  if (B == 0 || L == 0) {  // nothing to stream: a zero loss (L = 0 only with B = 0: checked)
     return {at::zeros({}, opts), at::zeros({B}, opts),
             at::zeros({compute_grad ? B : 0, D}, opts)};
   }

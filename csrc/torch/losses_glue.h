@@ -112,6 +112,9 @@ inline HybridMemoryShapes check_hybrid_memory_loss(const at::Tensor& features,
               "temperature must be a finite number > 0, got ", temperature);
   SMCR_CHECK(eps >= 0.0 && std::isfinite(eps), "eps must be a finite number >= 0, got ", eps);
   SMCR_CHECK(block_size >= 1, "block_size must be >= 1, got ", block_size);
+  // known on the host, so both backends refuse it even unvalidated (no target can be valid)
+  SMCR_CHECK(features.size(0) == 0 || label_ptr.numel() > 1, "targets must be labels in ",
+             "[0, L), but the label index is empty (L = 0) and B = ", features.size(0));
   return {features.size(0), features.size(1), memory.size(0), label_ptr.numel() - 1,
           loss_acc_type(features, memory)};
 }
