@@ -17,6 +17,8 @@ from .metrics import (
     NoValidQueryError,
     _check_max_rank,
     check_exclude,
+    check_flag,
+    check_int,
     check_labels,
     evaluate_distmat,
     finish_ranking,
@@ -71,7 +73,9 @@ def evaluate(
         exclude: (K, 2) (query index, gallery index) pairs left out of the ranking: a
             query's own image when query and gallery share files (`smcr evaluate` passes
             them, so that a folder evaluated against itself never matches a query with
-            itself).
+            itself). With `rerank`, each pair is also taken to be one image in the
+            re-ranking graph (`re_ranking`'s `same_image`): the gallery copy is not a
+            neighbour of its own query, and the graph holds every image once.
 
     Returns:
         EvalResult; raises NoValidQueryError (a ValueError) when no query has a match.
@@ -81,18 +85,29 @@ def evaluate(
     max_rank = min(_check_max_rank(max_rank), ng)
     labels = check_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
     exclude = check_exclude(exclude, nq, ng)
+    rerank = check_flag(rerank, "rerank")
+    single_camera = check_flag(single_camera, "single_camera")
+    if block_rows is None:
+        block_rows = 1024 if q.device.type == "cpu" else 8192
+    try:
+        block_rows = check_int(block_rows, "block_rows", 1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"block_rows must be an int >= 1, got {block_rows!r}") from e
     if rerank:
         dist = re_ranking(
-            q, g, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric, knn_backend=knn_backend
+            q,
+            g,
+            k1=k1,
+            k2=k2,
+            lambda_value=lambda_value,
+            metric=metric,
+            knn_backend=knn_backend,
+            same_image=exclude,
         )
         return evaluate_distmat(
             dist, *labels, max_rank=max_rank, single_camera=single_camera, exclude=exclude
         )
-    if block_rows is None:
-        block_rows = 1024 if q.device.type == "cpu" else 8192
-    if isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1:
-        raise ValueError(f"block_rows must be an int >= 1, got {block_rows!r}")
-    pairs = identity_pairs(*labels, single_camera=bool(single_camera), exclude=exclude)
+    pairs = identity_pairs(*labels, single_camera=single_camera, exclude=exclude)
     st = new_rank_state(pairs, ng)
     for r0, d in distance_blocks(q, g, metric, block_rows):
         rank_block(d, r0, st)
@@ -105,7 +120,12 @@ def parse_labels(names: list[str], pattern: str = MARKET_PATTERN) -> tuple[list[
 
     The default reads Market-1501/DukeMTMC names (`0002_c1s1_000451_03.jpg` -> 2, 1).
     """
-    rx = re.compile(pattern)
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be a list of file names, got a single {type(names).__name__}")
+    try:
+        rx = re.compile(pattern)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression ({e})") from e
     if rx.groups < 2:
         raise ValueError(f"pattern must have two groups (pid, camera), got {pattern!r}")
     pids, cams = [], []
@@ -113,8 +133,14 @@ def parse_labels(names: list[str], pattern: str = MARKET_PATTERN) -> tuple[list[
         m = rx.search(os.path.basename(name))
         if m is None:
             raise ValueError(f"file name {name!r} does not match the label pattern {pattern!r}")
-        pids.append(int(m.group(1)))
-        cams.append(int(m.group(2)))
+        try:
+            pids.append(int(m.group(1)))
+            cams.append(int(m.group(2)))
+        except (TypeError, ValueError) as e:  # a group that matched text or nothing
+            raise ValueError(
+                f"file name {name!r}: pattern {pattern!r} must capture integer pid and camera, "
+                f"got {m.group(1)!r} and {m.group(2)!r}"
+            ) from e
     return pids, cams
 
 

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .distance import numpy_to_tensor
+
 __all__ = [
     "EvalResult",
     "NoValidQueryError",
@@ -83,9 +85,19 @@ class EvalResult:
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (CMC at k), 1 <= k <= len(cmc)."""
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
         if not 1 <= k <= self.cmc.numel():
             raise ValueError(f"k must be in [1, {self.cmc.numel()}], got {k}")
-        return float(self.cmc[k - 1])
+        return float(self.cmc[int(k) - 1])
+
+    def _rank_any(self, k: int) -> float:
+        """Rank-k accuracy for any k >= 1, from the first-match ranks (a CMC cut short by
+        max_rank < k does not hold it); equal to cmc[k - 1] where that exists."""
+        if k <= self.cmc.numel():
+            return self.rank(k)
+        first = self.first_match_rank[self.first_match_rank >= 0]
+        return float(int((first < k).sum()) / first.numel()) if first.numel() else float("nan")
 
     @property
     def rank1(self) -> float:
@@ -93,11 +105,13 @@ class EvalResult:
 
     @property
     def rank5(self) -> float:
-        return self.rank(min(5, self.cmc.numel()))
+        """Rank-5 accuracy, whatever max_rank was (1.0 when fewer than 5 gallery items)."""
+        return self._rank_any(5)
 
     @property
     def rank10(self) -> float:
-        return self.rank(min(10, self.cmc.numel()))
+        """Rank-10 accuracy, whatever max_rank was (1.0 when fewer than 10 gallery items)."""
+        return self._rank_any(10)
 
     def as_dict(self) -> dict[str, float]:
         """{'mAP', 'mINP', 'rank1', 'rank5', 'rank10', 'num_queries', 'num_valid_queries'}."""
@@ -123,24 +137,71 @@ class EvalResult:
 # --------------------------------------------------------------------------- inputs
 
 
-def _as_label_tensor(x: Any, name: str, n: int | None) -> torch.Tensor:
+_INT64_MAX = 2**63 - 1
+
+
+def _as_int_tensor(x: Any, name: str) -> torch.Tensor:
+    """`x` (tensor, NumPy array or nested sequence) as a CPU int64 tensor of any shape.
+
+    Integral floats are accepted (ids read from a float column); NaN, inf, fractions and
+    values outside int64 (which a cast would wrap, e.g. uint64 2**64 - 1 to junk -1) are
+    refused naming `name`.
+    """
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu()
+        if t.dtype in (torch.uint16, torch.uint32, torch.uint64):
+            t = numpy_to_tensor(t.numpy().astype(np.uint64), name)
     else:
+        if isinstance(x, (str, bytes)):
+            raise TypeError(f"{name} must be an integer array, got {type(x).__name__} {x!r}")
         try:
-            t = torch.as_tensor(np.asarray(x))
-        except Exception as e:  # e.g. a list of strings
-            raise TypeError(f"{name} must be a 1-D integer array, got {type(x).__name__}") from e
+            a = np.asarray(x)
+        except (ValueError, TypeError) as e:  # ragged sequences
+            raise ValueError(f"{name} must be a rectangular integer array ({e})") from e
+        if a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"{name} must hold integers, got {type(x).__name__} of numpy dtype {a.dtype}"
+            )
+        if a.dtype.kind == "u" and a.dtype.itemsize >= 8:
+            if a.size and int(a.max()) > _INT64_MAX:
+                raise ValueError(f"{name} must fit int64, got {int(a.max())}")
+            a = a.astype(np.int64)
+        t = numpy_to_tensor(a, name)
+    if t.dtype == torch.uint64:
+        if t.numel() and int(t.numpy().max()) > _INT64_MAX:
+            raise ValueError(f"{name} must fit int64, got {int(t.numpy().max())}")
+        t = numpy_to_tensor(t.numpy().astype(np.int64), name)
+    if t.dtype == torch.bool or t.dtype.is_complex:
+        raise TypeError(f"{name} must hold integers, got dtype {t.dtype}")
+    if t.dtype.is_floating_point:
+        t64 = t.double()
+        # 2**63 itself is the first float64 past int64; -2**63 is exact.
+        bad = (t64 != t64.round()) | ~torch.isfinite(t64) | (t64 >= 2.0**63) | (t64 < -(2.0**63))
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad.flatten())[0])
+            raise TypeError(
+                f"{name} must hold integers, got {float(t64.flatten()[i])!r} (dtype {t.dtype}, "
+                f"flat index {i})"
+            )
+        t = t64
+    return t.to(torch.int64)
+
+
+def _as_label_tensor(x: Any, name: str, n: int | None) -> torch.Tensor:
+    t = _as_int_tensor(x, name)
     if t.dim() != 1:
         raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
-    if t.dtype == torch.bool or t.dtype.is_floating_point or t.dtype.is_complex:
-        if t.dtype.is_floating_point and bool((t == t.round()).all()):
-            t = t.to(torch.int64)
-        else:
-            raise TypeError(f"{name} must hold integers, got dtype {t.dtype}")
     if n is not None and t.numel() != n:
         raise ValueError(f"{name} must have {n} entries, got {t.numel()}")
-    return t.to(torch.int64)
+    return t
+
+
+def check_flag(v: Any, name: str) -> bool:
+    """`v` as a bool; only bool and numpy.bool_ are flags (a string such as "no" or a
+    number is refused instead of being read by its truth value)."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(v).__name__} {v!r}")
+    return bool(v)
 
 
 def check_labels(
@@ -155,12 +216,17 @@ def check_labels(
     )
 
 
+def check_int(v: Any, name: str, low: int) -> int:
+    """`v` as an int >= low; Python and NumPy integers are accepted, bools and floats not."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    if v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    return int(v)
+
+
 def _check_max_rank(max_rank: Any) -> int:
-    if isinstance(max_rank, bool) or not isinstance(max_rank, numbers.Integral):
-        raise TypeError(f"max_rank must be an int, got {type(max_rank).__name__} {max_rank!r}")
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    return int(max_rank)
+    return check_int(max_rank, "max_rank", 1)
 
 
 @dataclass(frozen=True)
@@ -168,8 +234,10 @@ class _Pairs:
     """The sparse (query, gallery) pairs that share an identity, in CSR by query row.
 
     pos_*: the matches (kept, same identity); rem_*: removed pairs (same identity and
-    camera); junk: gallery columns of identity -1. Rows ascending, columns ascending
-    within a row; *_ptr are (Q + 1,) row pointers.
+    camera, and the excluded pairs of any identity); junk: gallery columns of identity -1.
+    Rows ascending, columns ascending within a row; *_ptr are (Q + 1,) row pointers.
+    removed_id_queries: queries that lost a pair of their own identity (for the message
+    when no query is valid).
     """
 
     pos_row: torch.Tensor
@@ -179,23 +247,31 @@ class _Pairs:
     rem_col: torch.Tensor
     rem_ptr: torch.Tensor
     junk: torch.Tensor
+    removed_id_queries: int = 0
 
 
 def check_exclude(exclude: Any, num_query: int, num_gallery: int) -> torch.Tensor | None:
-    """`exclude` as a (K, 2) CPU int64 tensor of (query, gallery) indices, or None."""
+    """`exclude` as a (K, 2) CPU int64 tensor of (query, gallery) indices, or None.
+
+    Accepts a (K, 2) array or tensor, a sequence of pairs, or an empty sequence.
+    """
     if exclude is None:
         return None
-    t = _as_label_tensor(np.asarray(exclude, dtype=np.int64).reshape(-1), "exclude", None)
-    if t.numel() % 2:
-        raise ValueError("exclude must be (K, 2) (query index, gallery index) pairs")
-    t = t.view(-1, 2)
-    if t.numel() and (
-        int(t.min()) < 0 or int(t[:, 0].max()) >= num_query or int(t[:, 1].max()) >= num_gallery
-    ):
+    t = _as_int_tensor(exclude, "exclude")
+    if t.numel() == 0:
+        return torch.empty(0, 2, dtype=torch.int64)
+    if t.dim() != 2 or t.shape[1] != 2:
         raise ValueError(
-            f"exclude pairs must index [0, {num_query}) queries and [0, {num_gallery}) gallery items"
+            f"exclude must be (K, 2) (query index, gallery index) pairs, got shape {tuple(t.shape)}"
         )
-    return t
+    bad = (t < 0).any(dim=1) | (t[:, 0] >= num_query) | (t[:, 1] >= num_gallery)
+    if bool(bad.any()):
+        k = int(torch.nonzero(bad)[0])
+        raise ValueError(
+            f"exclude pairs must index [0, {num_query}) queries and [0, {num_gallery}) gallery "
+            f"items, got {tuple(t[k].tolist())} at row {k}"
+        )
+    return t.contiguous()
 
 
 def identity_pairs(
@@ -208,7 +284,8 @@ def identity_pairs(
 ) -> _Pairs:
     """Matches and removed items of every query, found through the gallery sorted by pid
     (O((Q + G) log G + pairs), never a (Q, G) mask). `exclude`: (K, 2) (query, gallery)
-    index pairs removed as well (a query's own image in the gallery)."""
+    index pairs removed as well (a query's own image in the gallery), whatever the
+    gallery item's identity."""
     nq = q_pids.numel()
     order = torch.argsort(g_pids, stable=True)  # gallery indices ascending within a pid
     sorted_pids = g_pids[order]
@@ -233,8 +310,27 @@ def identity_pairs(
 
     pos_row, pos_col = rows[keep], cols[keep]
     rem_row, rem_col = rows[same_cam], cols[same_cam]
+    removed_id_queries = int(torch.unique(rem_row).numel())
+    if exclude is not None and exclude.numel():
+        # Excluded pairs of another identity leave the ranked list too (junk columns are
+        # removed for every query already).
+        er, ec = exclude[:, 0], exclude[:, 1]
+        other = (g_pids[ec] != q_pids[er]) & (g_pids[ec] != -1)
+        if bool(other.any()):
+            ng = g_pids.numel()
+            key = torch.unique(torch.cat((rem_row * ng + rem_col, er[other] * ng + ec[other])))
+            rem_row, rem_col = key // ng, key % ng  # sorted by row, then column
     junk = torch.nonzero(g_pids == -1).flatten()
-    return _Pairs(pos_row, pos_col, csr(pos_row), rem_row, rem_col, csr(rem_row), junk)
+    return _Pairs(
+        pos_row,
+        pos_col,
+        csr(pos_row),
+        rem_row,
+        rem_col,
+        csr(rem_row),
+        junk,
+        removed_id_queries,
+    )
 
 
 # --------------------------------------------------------------------------- ranking
@@ -273,6 +369,11 @@ def _rank_rows(
     p = st.pairs
     c, g = d.shape
     nb = st.bins + 1  # bins per row, the last one reserved for removed and junk items
+    lo = torch.amin(d, dim=1)  # (c,) catches NaN and -inf anywhere in the rows
+    if not bool(torch.isfinite(lo).all()):
+        # Checked in every row chunk, with or without matches, so that the answer does
+        # not depend on how rows are split into chunks.
+        raise ValueError("distmat must not contain NaN or -inf")
     a, b = int(p.pos_ptr[row0]), int(p.pos_ptr[row0 + c])
     if a == b:
         return  # no query of these rows has a match
@@ -282,9 +383,6 @@ def _rank_rows(
     t = d[prl, pcl]  # (P,) distances of the matches
     if not bool(torch.isfinite(t).all()):
         raise ValueError("distmat must be finite at query-gallery pairs of the same identity")
-    lo = torch.amin(d, dim=1)  # (c,) also catches NaN and -inf anywhere in the rows
-    if not bool(torch.isfinite(lo).all()):
-        raise ValueError("distmat must not contain NaN or -inf")
     tmax = torch.full((c,), float("nan"), dtype=d.dtype, device=dev)
     tmax.scatter_reduce_(0, prl, t, reduce="amax", include_self=False)
     tmax = torch.where(torch.isnan(tmax), lo + 1, tmax)  # rows without a match: any span
@@ -392,7 +490,7 @@ def _metrics_from_ranks(rank: torch.Tensor, p: _Pairs, num_query: int, max_rank:
 
 
 def _no_valid_message(num_query: int, p: _Pairs) -> str:
-    n_same = int(torch.unique(p.rem_row).numel())
+    n_same = p.removed_id_queries
     msg = (
         f"no query has a match in the gallery (0 of {num_query} queries valid): every "
         "query identity is absent from the gallery"
@@ -494,7 +592,7 @@ def evaluate_distmat(
         EvalResult. Raises NoValidQueryError (a ValueError) when no query has a match.
     """
     if isinstance(distmat, np.ndarray):
-        distmat = torch.from_numpy(distmat)
+        distmat = numpy_to_tensor(distmat, "distmat")
     if not isinstance(distmat, torch.Tensor):
         raise TypeError(
             f"distmat must be a torch.Tensor or numpy array, got {type(distmat).__name__}"
@@ -509,9 +607,10 @@ def evaluate_distmat(
             f"distmat must have at least one query and one gallery item, got {(nq, ng)}"
         )
     max_rank = min(_check_max_rank(max_rank), ng)
+    single_camera = check_flag(single_camera, "single_camera")
     qp, gp, qc, gc = check_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
     pairs = identity_pairs(
-        qp, gp, qc, gc, single_camera=bool(single_camera), exclude=check_exclude(exclude, nq, ng)
+        qp, gp, qc, gc, single_camera=single_camera, exclude=check_exclude(exclude, nq, ng)
     )
     st = new_rank_state(pairs, ng)
     rank_block(distmat.detach(), 0, st)
