@@ -340,3 +340,18 @@ def test_rows_of_out_of_range_ids_raise_or_are_caught():
         memory(F.normalize(torch.randn(3, 4), dim=1), rows)
     assert memory.target_rows(torch.tensor([0, 9])).tolist() == [
         int(memory.target_row[0]), int(memory.target_row[9])]
+
+
+def test_a_non_finite_bank_is_refused_at_relabel_and_load():
+    # The loss and update check the features, not the bank; a NaN that got in through an
+    # unvalidated update is caught at the next relabelling and when a state is loaded.
+    g = torch.Generator().manual_seed(5)
+    mem = HybridMemory.from_features(None, None, torch.randn(8, 4, generator=g))
+    state = {k: v.clone() for k, v in mem.state_dict().items()}
+    bad = torch.full((1, 4), float("nan"))
+    mem.update(bad, mem.target_rows(torch.tensor([6])), validate=False)
+    with pytest.raises(ValueError, match=r"NaN or Inf on rows \[6\]"):
+        mem.relabel(torch.tensor([0, 0, 1, 1, -1, -1, 2, 2]))
+    state["features"][2, 1] = float("inf")
+    with pytest.raises(RuntimeError, match=r"features holds NaN or Inf on rows \[2\]"):
+        HybridMemory(4, 0, 8).load_state_dict(state)

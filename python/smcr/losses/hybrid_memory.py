@@ -224,7 +224,8 @@ class HybridMemory(nn.Module):
 
         The target rows move (the order is a stable sort of the new labels, so every rank
         builds the same layout) and a row per cluster holding its mean is added; the memory
-        briefly holds the old and the new bank.
+        briefly holds the old and the new bank. A bank holding NaN or Inf (from an update
+        with validate=False) is refused with a ValueError.
         """
         t = torch.as_tensor(target_labels)
         if t.dim() != 1 or t.numel() != self.num_target:
@@ -236,6 +237,15 @@ class HybridMemory(nn.Module):
         t = t.to(device=self.labels.device, dtype=torch.int64)
         if t.numel() and int(t.min()) < -1:
             raise ValueError(f"target_labels must be >= -1 (-1 = un-clustered), got {int(t.min())}")
+        # The loss and update check features, not the bank (O(M D) per step); once per
+        # labelling a NaN that got in (an update with validate=False) is caught here.
+        if _first_invalid(self.features)[0] >= 0:
+            rows = torch.nonzero(~torch.isfinite(self.features).all(dim=1)).flatten()[:5]
+            raise ValueError(
+                f"the memory holds NaN or Inf on rows {rows.tolist()}: it was updated with "
+                "non-finite features (update(..., validate=False)?); rebuild it with "
+                "HybridMemory.from_features"
+            )
         clustered = t >= 0
         ids, compact, sizes = torch.unique(t[clustered], return_inverse=True, return_counts=True)
         k = ids.numel()
@@ -466,6 +476,10 @@ class HybridMemory(nn.Module):
         if p < m or labels.shape != (p,):
             error_msgs.append(f"{fkey} {tuple(feats.shape)} and {lkey} {tuple(labels.shape)} "
                               f"must have P >= M = {m} rows and one label per row")
+            return
+        if feats.is_floating_point() and not bool(torch.isfinite(feats).all()):
+            rows = torch.nonzero(~torch.isfinite(feats).all(dim=1)).flatten()[:5].tolist()
+            error_msgs.append(f"{fkey} holds NaN or Inf on rows {rows}")
             return
         old = tkey not in state_dict  # saved before the layout: SpCL's, image k on row C_s + k
         if old and p != m:
