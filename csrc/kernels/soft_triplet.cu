@@ -24,6 +24,27 @@ using cuda_detail::block_reduce;
 using cuda_detail::kThreads;
 using cuda_detail::SumOp;
 
+// The hardest positive and negative of anchor i over the block (ties to the smaller index,
+// -1 = none): sq(j) is the squared distance to row j, in V. Reached by all threads.
+template <typename V, typename SquaredDistance>
+__device__ void mine_anchor(index_t i, index_t batch, const index_t* __restrict__ labels,
+                            ArgBest<V>* smem, index_t* p, index_t* n, SquaredDistance sq_of) {
+  const V min_sq = static_cast<V>(kTripletMinSquaredDistance);
+  const index_t li = labels[i];
+  ArgBest<V> bp{V(0), index_t(-1)}, bn{V(0), index_t(-1)};
+  for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
+    V sq = sq_of(j);
+    sq = sq > min_sq ? sq : min_sq;
+    if (labels[j] == li) {
+      if (j != i) bp = arg_better<V, true>(bp, ArgBest<V>{sq, j});
+    } else {
+      bn = arg_better<V, false>(bn, ArgBest<V>{sq, j});
+    }
+  }
+  *p = block_arg_best<V, true>(bp, smem).index;
+  *n = block_arg_best<V, false>(bn, smem).index;
+}
+
 template <typename Acc>
 __global__ void triplet_forward_kernel(const Acc* __restrict__ student,
                                        const Acc* __restrict__ teacher,
@@ -39,7 +60,6 @@ __global__ void triplet_forward_kernel(const Acc* __restrict__ student,
   __shared__ double sred[32];
   __shared__ index_t sflag[32];
   const index_t i = blockIdx.x;
-  const index_t li = labels[i];
   // Every block reads the whole diagonal (B values) and takes the same branch as the others.
   index_t unsafe = 0;
   for (index_t j = threadIdx.x; j < batch; j += blockDim.x)
@@ -47,41 +67,17 @@ __global__ void triplet_forward_kernel(const Acc* __restrict__ student,
   const bool exact = block_reduce(unsafe, sflag, SumOp(), index_t(0)) > 0;  // block-uniform
   index_t p = -1, n = -1;
   if (!exact) {
-    const Acc min_sq = static_cast<Acc>(kTripletMinSquaredDistance);
     const Acc gii = gram[i * batch + i];
-    ArgBest<Acc> bp{Acc(0), index_t(-1)}, bn{Acc(0), index_t(-1)};
-    for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
-      Acc sq = gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j];
-      sq = sq > min_sq ? sq : min_sq;
-      if (labels[j] == li) {
-        if (j != i) bp = arg_better<Acc, true>(bp, ArgBest<Acc>{sq, j});
-      } else {
-        bn = arg_better<Acc, false>(bn, ArgBest<Acc>{sq, j});
-      }
-    }
-    p = block_arg_best<Acc, true>(bp, sarg).index;
-    n = block_arg_best<Acc, false>(bn, sarg).index;
+    mine_anchor<Acc>(i, batch, labels, sarg, &p, &n, [&](index_t j) {
+      return gii + gram[j * batch + j] - Acc(2) * gram[i * batch + j];
+    });
   } else {
     // The Gram matrix could overflow: exact squared distances in double, one row per thread
     // (rare, so simplicity over coalescing).
     const Acc* xa = student + i * dim;
-    ArgBest<double> bp{0.0, index_t(-1)}, bn{0.0, index_t(-1)};
-    for (index_t j = threadIdx.x; j < batch; j += blockDim.x) {
-      const Acc* xj = student + j * dim;
-      double sq = 0.0;
-      for (index_t t = 0; t < dim; ++t) {
-        const double diff = static_cast<double>(xa[t]) - static_cast<double>(xj[t]);
-        sq += diff * diff;
-      }
-      sq = sq > kTripletMinSquaredDistance ? sq : kTripletMinSquaredDistance;
-      if (labels[j] == li) {
-        if (j != i) bp = arg_better<double, true>(bp, ArgBest<double>{sq, j});
-      } else {
-        bn = arg_better<double, false>(bn, ArgBest<double>{sq, j});
-      }
-    }
-    p = block_arg_best<double, true>(bp, sarg_exact).index;
-    n = block_arg_best<double, false>(bn, sarg_exact).index;
+    mine_anchor<double>(i, batch, labels, sarg_exact, &p, &n, [&](index_t j) {
+      return exact_squared_distance(xa, student + j * dim, dim);
+    });
   }
   if (p < 0 || n < 0) {  // uniform across the block
     if (threadIdx.x == 0) {

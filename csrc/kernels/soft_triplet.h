@@ -102,6 +102,17 @@ SMCR_HD bool gram_diagonal_safe<double>(double g) {
   return g <= 0x1.fffffffffffffp+1020;  // DBL_MAX / 8
 }
 
+// sum over t of (a_t - b_t)^2 in double, in ascending t.
+template <typename Acc>
+SMCR_HD double exact_squared_distance(const Acc* a, const Acc* b, index_t dim) {
+  double s = 0.0;
+  for (index_t t = 0; t < dim; ++t) {
+    const double diff = static_cast<double>(a[t]) - static_cast<double>(b[t]);
+    s += diff * diff;
+  }
+  return s;
+}
+
 // True when some diagonal entry of the (B, B) Gram matrix is not safe (host code).
 template <typename Acc>
 inline bool gram_overflows(const Acc* gram, index_t batch) {

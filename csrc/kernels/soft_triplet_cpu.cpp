@@ -11,14 +11,7 @@ namespace {
 
 template <typename Acc>
 double squared_distance(const Acc* x, index_t i, index_t j, index_t dim) {
-  const Acc* a = x + i * dim;
-  const Acc* b = x + j * dim;
-  double s = 0.0;
-  for (index_t t = 0; t < dim; ++t) {
-    const double diff = static_cast<double>(a[t]) - static_cast<double>(b[t]);
-    s += diff * diff;
-  }
-  return s;
+  return exact_squared_distance(x + i * dim, x + j * dim, dim);
 }
 
 // The hardest positive and negative of anchor i: sq(j) is the squared distance to row j, in
