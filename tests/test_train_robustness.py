@@ -306,3 +306,62 @@ def test_single_camera_target_is_evaluated_with_same_camera_matches():
              4: torch.tensor([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 0.9]])}
     res = engine.evaluate_models({"m": lambda d: feats[len(d.pids)]}, q, g)
     assert res["m"]["mAP"] == 1.0 and res["m"]["rank1"] == 1.0
+
+
+class _FakeWriter:
+    """Stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is optional and not
+    installed here): one events file per writer, one line per scalar."""
+
+    count = 0
+
+    def __init__(self, logdir: str) -> None:
+        os.makedirs(logdir, exist_ok=True)
+        _FakeWriter.count += 1
+        self.path = os.path.join(logdir, f"events.{_FakeWriter.count}")
+        open(self.path, "w").close()
+
+    def add_scalar(self, tag, value, step):
+        with open(self.path, "a") as f:
+            f.write(f"{tag} {step} {value}\n")
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _events(folder):
+    return sorted(line for p in sorted(folder.glob("events.*")) for line in p.read_text().splitlines())
+
+
+def test_tensorboard_events_mirror_metrics_of_this_run_only(tmp_path, monkeypatch):
+    # Events of an earlier run in a reused folder used to stay beside the new run's, and a
+    # resume wrote again the epochs after its checkpoint: TensorBoard showed both. Now the
+    # events follow metrics.jsonl: fresh run -> tensorboard.prev/, resume -> the kept records.
+    import sys
+    import types
+
+    from smcr.training.rundir import RunDir
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=_FakeWriter))
+    recs = [{"stage": "eval", "epoch": e, "mAP": 0.1 * e} for e in range(3)]
+    first = RunDir(tmp_path)
+    first.start_metrics()
+    for r in recs:
+        first.log_metrics(r)
+    assert _events(tmp_path / "tensorboard") == [f"eval/mAP {e} {0.1 * e}" for e in range(3)]
+    # a resume from a checkpoint that covers the first two records
+    resumed = RunDir(tmp_path)
+    resumed.keep_metrics(2, None)
+    resumed.log_metrics({"stage": "eval", "epoch": 2, "mAP": 0.5})
+    assert _events(tmp_path / "tensorboard") == ["eval/mAP 0 0.0", "eval/mAP 1 0.1",
+                                                 "eval/mAP 2 0.5"]
+    assert len(_events(tmp_path / "tensorboard.prev")) == 3
+    # a fresh run in the same folder: the earlier events are tensorboard.prev, none remain
+    fresh = RunDir(tmp_path)
+    fresh.start_metrics()
+    assert _events(tmp_path / "tensorboard") == []
+    assert _events(tmp_path / "tensorboard.prev") == ["eval/mAP 0 0.0", "eval/mAP 1 0.1",
+                                                      "eval/mAP 2 0.5"]

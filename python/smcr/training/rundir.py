@@ -4,7 +4,9 @@ tensorboard is installed), plots and report.md. Every file is written atomically
 
 metrics.jsonl holds the records of one run: a fresh run moves an older file to
 metrics.prev.jsonl (`start_metrics`), a resumed one cuts it back to the records its
-checkpoint covers (`keep_metrics`), so a resume never repeats an epoch's records."""
+checkpoint covers (`keep_metrics`), so a resume never repeats an epoch's records. The
+TensorBoard events in tensorboard/ mirror metrics.jsonl the same way: at either call the
+earlier events move to tensorboard.prev/ and the kept records are written again."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import io
 import json
 import logging
 import math
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,24 +56,55 @@ class RunDir:
         root.addHandler(self._handler)
         if root.level == logging.NOTSET or root.level > logging.INFO:
             root.setLevel(logging.INFO)
-        self._tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.dir / "tensorboard"))
-        except Exception:  # tensorboard is optional
-            self._tb = None
+        self._tb = None  # the SummaryWriter, opened by start_metrics / keep_metrics
+        self._tb_started = False
 
     def write_config(self, cfg: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
 
     def start_metrics(self) -> None:
-        """A fresh run: an existing metrics.jsonl (an earlier run's) becomes metrics.prev.jsonl."""
+        """A fresh run: an existing metrics.jsonl (an earlier run's) becomes metrics.prev.jsonl,
+        its TensorBoard events tensorboard.prev/."""
+        self._rotate_metrics()
+        self.records = 0
+        self._start_tensorboard([], rotate=True)
+
+    def _rotate_metrics(self) -> None:
         if self.metrics_path.exists():
             prev = self.dir / "metrics.prev.jsonl"
             self.metrics_path.replace(prev)
             log.info("metrics.jsonl of the earlier run in %s moved to %s", self.dir, prev.name)
-        self.records = 0
+
+    def _start_tensorboard(self, records: list[dict[str, Any]], *, rotate: bool) -> None:
+        """Open the TensorBoard writer (tensorboard is optional: nothing without it). With
+        `rotate`, earlier events in tensorboard/ move to tensorboard.prev/ (replacing an older
+        one) and `records` are written again, so the events show this run only."""
+        self._tb_started = True
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # not installed
+            return
+        events = self.dir / "tensorboard"
+        if rotate and events.exists():
+            prev = self.dir / "tensorboard.prev"
+            if prev.is_dir() and not prev.is_symlink():
+                shutil.rmtree(prev)
+            elif prev.exists() or prev.is_symlink():
+                prev.unlink()
+            events.replace(prev)
+            log.info("TensorBoard events of the earlier run in %s moved to %s", self.dir,
+                     prev.name)
+        try:
+            self._tb = SummaryWriter(str(events))
+        except Exception as e:  # e.g. an unwritable folder: the run goes on without it
+            log.warning("TensorBoard events not written: %s", e)
+            return
+        for r in records:
+            self._tb_log(r)
+        self._tb.flush()
 
     def keep_metrics(self, count: int | None, keep: Callable[[dict[str, Any]], bool] | None,
                      source: Path | None = None) -> None:
@@ -82,26 +116,32 @@ class RunDir:
         history = self.read_history(src)
         kept = history[:count] if count is not None else [r for r in history if keep is None or keep(r)]
         if src.resolve() != self.metrics_path.resolve():
-            self.start_metrics()
+            self._rotate_metrics()
         # rewritten even when nothing is dropped: a line a kill cut short would otherwise
         # run into the next record
         atomic_write_text(self.metrics_path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
         if len(kept) < len(history):
             log.info("metrics.jsonl: %d records after the checkpoint dropped", len(history) - len(kept))
         self.records = len(kept)
+        self._start_tensorboard(kept, rotate=True)
 
     def log_metrics(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")
             f.flush()
         self.records += 1
+        if not self._tb_started:  # neither start_metrics nor keep_metrics was called
+            self._start_tensorboard([], rotate=False)
         if self._tb is not None:
-            step = int(record.get("epoch", 0))
-            prefix = record.get("stage", "run")
-            for k, v in _flatten(record).items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch",):
-                    self._tb.add_scalar(f"{prefix}/{k}", v, step)
+            self._tb_log(record)
             self._tb.flush()
+
+    def _tb_log(self, record: dict[str, Any]) -> None:
+        step = int(record.get("epoch", 0))
+        prefix = record.get("stage", "run")
+        for k, v in _flatten(record).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch",):
+                self._tb.add_scalar(f"{prefix}/{k}", v, step)
 
     def read_history(self, path: Path | None = None) -> list[dict[str, Any]]:
         """The records of metrics.jsonl (or of `path`); a line cut short by a kill is skipped."""
