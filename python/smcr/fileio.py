@@ -107,12 +107,21 @@ def open_partial(
 
     An existing partial folder is continued when `resume` is true and its plan file
     (`plan_name`) equals `plan`; with `resume` false it is deleted and started afresh; a
-    different plan with `resume` true raises ``mismatch(partial)`` and touches nothing.
-    Returns the partial folder, its plan file written."""
+    different plan (or an unreadable plan file) with `resume` true raises
+    ``mismatch(partial)`` and touches nothing. A file (not a folder) at ``<out>.partial``
+    is never deleted: FileExistsError. Returns the partial folder, its plan file written."""
     partial = out.with_name(out.name + ".partial")
     plan_file = partial / plan_name
+    if partial.exists() and not partial.is_dir():
+        raise FileExistsError(
+            f"{partial} exists and is not a folder; it is where the unfinished work of {out} "
+            f"goes: move it away"
+        )
     if partial.exists():
-        same = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
+        try:
+            same = plan_file.is_file() and json.loads(plan_file.read_text()) == plan
+        except (ValueError, UnicodeDecodeError):  # a damaged plan is another plan
+            same = False
         if resume and not same:
             raise mismatch(partial)
         if not resume:
@@ -122,18 +131,37 @@ def open_partial(
     return partial
 
 
-def publish_partial(partial: Path, out: Path) -> None:
+def publish_partial(partial: Path, out: Path, plan_name: str | None = None) -> None:
     """Make the finished `partial` folder `out`: renamed into place, an existing `out`
-    moved aside first (to ``<out>.old``) and deleted only once the new one is in place.
-    Temporaries of writes killed mid-way (``.*.tmp``) are removed first."""
+    moved aside first (into a new hidden folder ``.<out>.old.<random>/`` beside it, so no
+    other file is ever replaced) and deleted only once the new one is in place; if the
+    new one cannot be put in place, the old `out` is moved back. Temporaries of writes
+    killed mid-way (``.*.tmp``) are removed first.
+
+    plan_name: the plan file `open_partial` wrote; it is removed from the published folder,
+    and kept in `partial` when publishing fails, so that a rerun resumes the finished work.
+    """
     for stale in partial.rglob(".*.tmp"):
         stale.unlink()
-    if out.exists():
-        trash = out.with_name(out.name + ".old")
-        if trash.exists():
+    plan = None
+    if plan_name is not None:
+        plan = (partial / plan_name).read_bytes()
+        (partial / plan_name).unlink()
+    try:
+        if out.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            old = trash / out.name
+            out.rename(old)
+            try:
+                partial.rename(out)
+            except BaseException:
+                old.rename(out)
+                trash.rmdir()
+                raise
             shutil.rmtree(trash)
-        out.rename(trash)
-        partial.rename(out)
-        shutil.rmtree(trash)
-    else:
-        partial.rename(out)
+        else:
+            partial.rename(out)
+    except BaseException:
+        if plan is not None and partial.is_dir():
+            atomic_write_bytes(partial / plan_name, plan)
+        raise

@@ -481,6 +481,26 @@ def _identity_rows(world: World) -> list[dict]:
     return rows
 
 
+def _check_out_dir(out_dir: str | os.PathLike) -> Path:
+    """`out_dir` as a Path: a path with a folder name (not '', '.', '..' or '/'), not
+    inside a file."""
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(
+            f"out_dir must be a path (str or os.PathLike), got {type(out_dir).__name__} {out_dir!r}"
+        )
+    out = Path(out_dir)
+    if out.name in ("", ".", "..") or out.resolve().parent == out.resolve():
+        raise SynthError(
+            f"out_dir must name the dataset folder to create, got {os.fspath(out_dir)!r}"
+        )
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SynthError(f"out_dir {out}: {parent} is a file, not a folder")
+            break
+    return out
+
+
 def generate(
     preset: str | SynthPreset,
     out_dir: str | Path,
@@ -512,13 +532,13 @@ def generate(
     if processes is None:
         processes = os.cpu_count() or 1
     processes = _check_int("processes", processes, 1, 256)
-    out = Path(out_dir)
+    out = _check_out_dir(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"out_dir {out} exists and is not a folder")
     if out.exists() and not overwrite:
         raise FileExistsError(
             f"{out} already exists; pass overwrite=True (--overwrite) to replace it"
         )
-    if out.exists() and not out.is_dir():
-        raise SynthError(f"{out} exists and is not a folder")
     fingerprint = _plan_fingerprint(world)
     partial = open_partial(
         out, fingerprint, resume=resume, plan_name="plan.json",
@@ -589,8 +609,7 @@ def generate(
     }
     (partial / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     shutil.rmtree(partial / "labels")
-    (partial / "plan.json").unlink()
-    publish_partial(partial, out)
+    publish_partial(partial, out, plan_name="plan.json")
     return out
 
 
@@ -656,6 +675,11 @@ def generate_in_memory(
     so the pixels equal the decoded files. ``max_images`` keeps the first N planned images.
     """
     world = build_world(get_preset(preset, **overrides), num_ids, seed)
+    if isinstance(subsets, str) or not isinstance(subsets, (tuple, list)):
+        raise TypeError(
+            f"subsets must be a tuple of subset names (e.g. ('train',)), got "
+            f"{type(subsets).__name__} {subsets!r}"
+        )
     for s in subsets:
         if s not in SUBSET_DIRS:
             raise ValueError(f"subsets must be drawn from {sorted(SUBSET_DIRS)}, got {s!r}")

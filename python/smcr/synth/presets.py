@@ -14,10 +14,11 @@ target domains of the domain-adaptation demo.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .person import ClothingStyle
+from .person import LOWER_TYPES, PATTERNS, UPPER_TYPES, ClothingStyle
 from .scene import LOCATION_KINDS, WEATHERS
 
 
@@ -104,65 +105,178 @@ class SynthPreset:
                 f"preset {self.name!r}: {field_name} must be {expected}, got {got!r}"
             )
 
-        if not isinstance(self.num_cameras, int) or not 1 <= self.num_cameras <= 99:
-            raise bad("num_cameras", "an int in [1, 99]", self.num_cameras)
-        if not isinstance(self.views_per_camera, int) or not 1 <= self.views_per_camera <= 99:
-            raise bad("views_per_camera", "an int in [1, 99]", self.views_per_camera)
-        h, w = self.image_size
-        if not (isinstance(h, int) and isinstance(w, int) and 16 <= h <= 2048 and 8 <= w <= 2048):
+        def number(field_name: str, v, lo: float, hi: float, ints: bool = False) -> None:
+            kind = "an int" if ints else "a number"
+            if not _is_number(v, ints) or not lo <= v <= hi:
+                raise bad(field_name, f"{kind} in [{lo}, {hi}]", v)
+
+        def pair(field_name: str, v, lo: float, hi: float, ints: bool = False) -> None:
+            _check_range(bad, field_name, v, lo, hi, ints)
+
+        number("num_cameras", self.num_cameras, 1, 99, ints=True)
+        number("views_per_camera", self.views_per_camera, 1, 99, ints=True)
+        if not (
+            isinstance(self.image_size, tuple)
+            and len(self.image_size) == 2
+            and all(_is_number(x, True) for x in self.image_size)
+            and 16 <= self.image_size[0] <= 2048
+            and 8 <= self.image_size[1] <= 2048
+        ):
             raise bad(
                 "image_size", "(height, width) ints, height >= 16, width >= 8", self.image_size
             )
+        if not isinstance(self.locations, tuple) or not self.locations:
+            raise bad("locations", "a non-empty tuple of location kinds", self.locations)
         for kind in self.locations:
             if kind not in LOCATION_KINDS:
                 raise bad("locations", f"kinds from {LOCATION_KINDS}", kind)
-        if not self.locations:
-            raise bad("locations", "a non-empty tuple", self.locations)
-        lo, hi = self.frames_per_view
-        if not 1 <= lo <= hi:
-            raise bad("frames_per_view", "(lo, hi) with 1 <= lo <= hi", self.frames_per_view)
-        if self.cameras_per_id is not None:
-            lo, hi = self.cameras_per_id
-            if not (1 <= lo <= hi <= self.num_cameras) or (lo < 2 and self.test_fraction > 0):
-                raise bad(
-                    "cameras_per_id",
-                    f"(lo, hi) with 2 <= lo <= hi <= {self.num_cameras}",
-                    self.cameras_per_id,
-                )
-        elif self.num_cameras < 2 and self.test_fraction > 0:
+        # k < 100 in the file names: at most 100 images per (identity, camera, viewpoint)
+        pair("frames_per_view", self.frames_per_view, 1, 100, ints=True)
+        if self.num_cameras < 2 and self.test_fraction > 0:
             raise bad(
                 "num_cameras",
-                ">= 2 when a test split is made (queries need another camera)",
+                ">= 2 when a test split is made (queries need another camera; single-camera "
+                "data needs test_fraction=0)",
                 self.num_cameras,
             )
+        if self.cameras_per_id is not None:
+            lo_cam = 2 if self.test_fraction > 0 else 1
+            pair("cameras_per_id", self.cameras_per_id, lo_cam, self.num_cameras, ints=True)
         if self.heading not in ("route", "bidirectional", "random"):
             raise bad("heading", "'route', 'bidirectional' or 'random'", self.heading)
-        if not self.weather or any(k not in WEATHERS for k in self.weather):
-            raise bad("weather", f"a dict over {WEATHERS}", self.weather)
-        if sum(self.weather.values()) <= 0 or any(v < 0 for v in self.weather.values()):
-            raise bad("weather", "non-negative weights with a positive sum", self.weather)
-        if not self.hours or any(not (0 <= a < b <= 24 and wt >= 0) for a, b, wt in self.hours):
-            raise bad("hours", "(start, end, weight) with 0 <= start < end <= 24", self.hours)
-        for name in ("occlusion", "low_res", "twins", "snow", "standing"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise bad(name, "a probability in [0, 1]", v)
-        if not 0.0 <= self.test_fraction < 1.0:
-            raise bad("test_fraction", "in [0, 1)", self.test_fraction)
-        if not 0.0 <= self.distractors <= 1.0:
-            raise bad("distractors", "in [0, 1]", self.distractors)
-        if self.box_aspect is not None and not 0.2 <= self.box_aspect <= 1.5:
+        _check_weights(bad, "weather", self.weather, WEATHERS)
+        if not isinstance(self.hours, tuple) or not self.hours:
+            raise bad("hours", "a non-empty tuple of (start, end, weight)", self.hours)
+        for h in self.hours:
+            if not (
+                isinstance(h, tuple)
+                and len(h) == 3
+                and all(_is_number(x) for x in h)
+                and 0 <= h[0] < h[1] <= 24
+                and h[2] >= 0
+            ):
+                raise bad("hours", "(start, end, weight) with 0 <= start < end <= 24", self.hours)
+        if sum(h[2] for h in self.hours) <= 0:
+            raise bad("hours", "weights with a positive sum", self.hours)
+        if not isinstance(self.winter, bool):
+            raise bad("winter", "a bool", self.winter)
+        if not isinstance(self.shared_site, bool):
+            raise bad("shared_site", "a bool", self.shared_site)
+        for name in ("occlusion", "low_res", "twins", "snow", "standing", "distractors"):
+            number(name, getattr(self, name), 0.0, 1.0)
+        if not _is_number(self.test_fraction) or not 0.0 <= self.test_fraction < 1.0:
+            raise bad("test_fraction", "a number in [0, 1)", self.test_fraction)
+        pair("low_res_height", self.low_res_height, 1, 4096, ints=True)
+        pair("box_margin", self.box_margin, 0.0, 1.0)
+        if self.box_aspect is not None and (
+            not _is_number(self.box_aspect) or not 0.2 <= self.box_aspect <= 1.5
+        ):
             raise bad("box_aspect", "None or a width/height in [0.2, 1.5]", self.box_aspect)
+        if not (
+            isinstance(self.frame_size, tuple)
+            and len(self.frame_size) == 2
+            and all(_is_number(x, True) and 16 <= x <= 16384 for x in self.frame_size)
+        ):
+            raise bad("frame_size", "(height, width) ints in [16, 16384]", self.frame_size)
         if self.image_format not in ("jpg", "png"):
             raise bad("image_format", "'jpg' or 'png'", self.image_format)
+        if not isinstance(self.occluders, tuple):
+            raise bad("occluders", "a tuple of occluder kinds", self.occluders)
         for occ in self.occluders:
             if occ not in ("pole", "car", "bush", "railing", "pedestrian", "bin"):
                 raise bad("occluders", "kinds from pole, car, bush, railing, pedestrian, bin", occ)
+        _check_camera(bad, self.camera)
+        _check_style(bad, self.style)
+        _check_clothing(bad, self.clothing)
 
     @property
     def num_views(self) -> int:
         """Cameras x viewpoints."""
         return self.num_cameras * self.views_per_camera
+
+
+def _is_number(v, ints: bool = False) -> bool:
+    """A finite int (plain int with `ints`) or float; bools, strings and NaN are not."""
+    if isinstance(v, bool):
+        return False
+    if ints:
+        return isinstance(v, int)
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _check_range(bad, name: str, v, lo: float, hi: float, ints: bool = False) -> None:
+    if not (
+        isinstance(v, tuple)
+        and len(v) == 2
+        and all(_is_number(x, ints) for x in v)
+        and lo <= v[0] <= v[1] <= hi
+    ):
+        kind = "ints" if ints else "numbers"
+        raise bad(name, f"a (lo, hi) pair of {kind} with {lo} <= lo <= hi <= {hi}", v)
+
+
+def _check_weights(bad, name: str, v, keys: tuple[str, ...], need: tuple[str, ...] = ()) -> None:
+    """A dict over `keys` with finite non-negative weights; those of `need` (default: all
+    of them) must have a positive sum."""
+    if not isinstance(v, dict) or not v or any(k not in keys for k in v):
+        raise bad(name, f"a non-empty dict over {keys}", v)
+    if any(not _is_number(w) or w < 0 for w in v.values()):
+        raise bad(name, "finite non-negative weights", v)
+    if sum(w for k, w in v.items() if not need or k in need) <= 0:
+        what = f"a positive weight on one of {need}" if need else "weights with a positive sum"
+        raise bad(name, what, v)
+
+
+def _check_camera(bad, camera) -> None:
+    if not isinstance(camera, CameraRange):
+        raise bad("camera", "a CameraRange (or a dict of its fields)", camera)
+    _check_range(bad, "camera.height", camera.height, 0.1, 100.0)
+    _check_range(bad, "camera.distance", camera.distance, 0.5, 1000.0)
+    _check_range(bad, "camera.hfov_deg", camera.hfov_deg, 1.0, 179.0)
+
+
+def _check_style(bad, style) -> None:
+    if not isinstance(style, StyleRange):
+        raise bad("style", "a StyleRange (or a dict of its fields)", style)
+    wb = style.wb_bias
+    if not (
+        isinstance(wb, tuple) and len(wb) == 3 and all(_is_number(x) and 0 < x <= 10 for x in wb)
+    ):
+        raise bad("style.wb_bias", "three numbers in (0, 10]", wb)
+    if not _is_number(style.wb_sigma) or not 0 <= style.wb_sigma <= 1:
+        raise bad("style.wb_sigma", "a number in [0, 1]", style.wb_sigma)
+    for name, hi in (("exposure", 10.0), ("saturation", 10.0), ("contrast", 10.0)):
+        _check_range(bad, f"style.{name}", getattr(style, name), 0.0, hi)
+    _check_range(bad, "style.noise", style.noise, 0.0, 1.0)
+    _check_range(bad, "style.blur", style.blur, 0.0, 100.0)
+    _check_range(bad, "style.jpeg_quality", style.jpeg_quality, 1, 100, ints=True)
+
+
+def _check_clothing(bad, clothing) -> None:
+    if not isinstance(clothing, ClothingStyle):
+        raise bad("clothing", "a ClothingStyle (or a dict of its fields)", clothing)
+    # men never draw a dress, nor (almost) a skirt: another kind must be possible
+    _check_weights(
+        bad,
+        "clothing.upper_types",
+        clothing.upper_types,
+        UPPER_TYPES,
+        tuple(k for k in UPPER_TYPES if k != "dress"),
+    )
+    _check_weights(
+        bad,
+        "clothing.lower_types",
+        clothing.lower_types,
+        LOWER_TYPES,
+        tuple(k for k in LOWER_TYPES if k != "long_skirt"),
+    )
+    _check_weights(bad, "clothing.patterns", clothing.patterns, PATTERNS)
+    for name in ("bright_fraction", "backpack", "shoulder_bag", "hat", "mask", "glasses", "scarf"):
+        v = getattr(clothing, name)
+        if not _is_number(v) or not 0 <= v <= 1:
+            raise bad(f"clothing.{name}", "a probability in [0, 1]", v)
+    if not _is_number(clothing.lightness) or not -1 <= clothing.lightness <= 1:
+        raise bad("clothing.lightness", "a number in [-1, 1]", clothing.lightness)
 
 
 _ALL_WEATHER = {
@@ -436,6 +550,10 @@ def get_preset(preset: str | SynthPreset, **overrides) -> SynthPreset:
     fixed = {}
     for k, v in overrides.items():
         if k in nested and isinstance(v, dict):
+            known = {f.name for f in dataclasses.fields(nested[k])}
+            unknown = sorted(str(kk) for kk in v if kk not in known)
+            if unknown:
+                raise PresetError(f"unknown {k} field(s) {unknown}; {k} fields are {sorted(known)}")
             v = dataclasses.replace(
                 getattr(base, k),
                 **{kk: tuple(vv) if isinstance(vv, list) else vv for kk, vv in v.items()},

@@ -6,10 +6,14 @@ The output mirrors the dataset's root folder (the folder `smcr.data.read_dataset
 as `root`): every image the layout lists is replaced by its translation under the same
 relative path and name, and the layout's label files at the top of the root
 (`manifest.csv`, `identities.csv`, `meta.json` of a synthetic set; MSMT17's `list_*.txt`;
-a custom set's CSVs, with absolute image paths made relative) are copied. Market-1501-style
-folders are translated whole, junk (pid -1) images included. Images come out at the
-translator's size (`keep_size=True` resizes them back); JPEGs are written at quality 95.
-`translation.json` records the source, the translator and the direction.
+a custom set's CSVs, with every image path written relative to the root) are copied.
+Market-1501-style folders are translated whole, junk (pid -1) images included. A dataset
+given as one CSV list is exactly that list: only the images it names are translated and
+only the list itself is written (as `out_dir / <its name>`, paths relative), whatever
+else lies in its folder. Images come out at the translator's size (`keep_size=True`
+resizes them back); JPEGs are written at quality 95. `translation.json` records the
+source, the translator and the direction. `out_dir` may not be, or hold, the dataset's
+folder or any of its files (replacing it would delete them).
 
 Subsets not named in `subsets` are copied unchanged (hard links where possible), so the
 result still opens with every reader.
@@ -23,6 +27,7 @@ sees half a file; the finished folder is checked with `read_dataset` and renamed
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -62,9 +67,20 @@ def _rel(path: str | Path, base: Path) -> str:
         return p.relative_to(base).as_posix()
     except ValueError:
         raise TranslateError(
-            f"image {path} lies outside the dataset root {base}; translate_dataset mirrors the "
-            f"root folder, so every listed image must be inside it"
+            f"image {path} lies outside the dataset root {base} (for a CSV list: the CSV's "
+            f"folder); translate_dataset mirrors that folder, so every listed image must be "
+            f"inside it"
         ) from None
+
+
+def _csv_list_names(root: Path, kind: str) -> set[str]:
+    """Names of the CSV lists (path,pid,camid) of a custom dataset at `root`, whose paths
+    are rewritten relative to the root in the output."""
+    if kind != "custom":
+        return set()
+    if root.is_file():
+        return {root.name}
+    return {f"{s}.csv" for s in SUBSETS if (root / f"{s}.csv").is_file()}
 
 
 def list_dataset_files(
@@ -74,7 +90,9 @@ def list_dataset_files(
 
     Returns (kind, base, images, label_files): the layout `detect_format` finds, the root
     folder that holds it, `(relative path, subset)` of every image to carry over, in a
-    stable order, and the relative paths of the label files at the top of `base`.
+    stable order, and the relative paths of the label files at the top of `base`. For a
+    dataset given as one CSV list, `base` is the CSV's folder, the images are those it
+    lists and the only label file is the CSV itself.
     """
     root = Path(root)
     kind = detect_format(root)
@@ -107,6 +125,8 @@ def list_dataset_files(
         if rel not in seen:
             seen.add(rel)
             unique.append((rel, sub))
+    if root.is_file():  # a CSV list: nothing else of its folder belongs to the dataset
+        return kind, base, unique, [root.name]
     labels = sorted(
         p.name
         for p in base.iterdir()
@@ -130,26 +150,69 @@ def _encode(img: torch.Tensor, suffix: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _copy_label_file(src: Path, dst: Path, base: Path) -> None:
-    """Copy a label file; a CSV with a `path` column gets absolute paths made relative."""
-    if src.suffix.lower() != ".csv":
+def _copy_label_file(src: Path, dst: Path, base: Path, is_list: bool = False) -> None:
+    """Copy a label file; a CSV with a `path` column gets absolute paths made relative.
+
+    is_list: `src` is a CSV list of a custom dataset (read as the readers do: BOM and
+    spaces after commas allowed); each of its paths is written as the path of the image
+    translate_dataset wrote, relative to `base` (so '../', './' or a symlink inside the
+    root still point at the translated file).
+    """
+    if src.suffix.lower() != ".csv" and not is_list:
         atomic_write_bytes(dst, src.read_bytes())
         return
-    with open(src, newline="") as f:
-        reader = csv.DictReader(f)
+    with open(src, newline="", encoding="utf-8-sig" if is_list else None) as f:
+        reader = csv.DictReader(f, skipinitialspace=is_list)
         cols = reader.fieldnames or []
         rows = list(reader)
-    if "path" not in cols or not any(Path(r["path"]).is_absolute() for r in rows):
+    if "path" not in cols:
         atomic_write_bytes(dst, src.read_bytes())
         return
-    for r in rows:
-        if Path(r["path"]).is_absolute():
-            r["path"] = _rel(r["path"], base)
+    if is_list:
+        new = [
+            _rel(p if Path(p).is_absolute() else src.parent / p, base)
+            for p in (r["path"].strip() for r in rows)
+        ]
+        changed = [n != r["path"] for n, r in zip(new, rows, strict=True)]
+    else:
+        new = [_rel(r["path"], base) if Path(r["path"]).is_absolute() else r["path"] for r in rows]
+        changed = [Path(r["path"]).is_absolute() for r in rows]
+    if not any(changed):
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    for r, n in zip(rows, new, strict=True):
+        r["path"] = n
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(dst, buf.getvalue())
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_out_apart(out: Path, base: Path, rels: Sequence[str]) -> None:
+    """Refuse an `out` that is the dataset's folder, holds it, or holds one of its files
+    (`rels`, relative to `base`): replacing `out` would delete the source."""
+    o = out.resolve()
+    if o == base or o in base.parents:
+        raise TranslateError(
+            f"out_dir {out} must not be the dataset's folder {base} or a folder that holds it "
+            f"(replacing it would delete the dataset)"
+        )
+    if base in o.parents:  # allowed beside a CSV list, if it holds none of the dataset's files
+        for rel in rels:
+            if o in (base / rel).parents:
+                raise TranslateError(
+                    f"out_dir {out} holds {base / rel}, a file of the dataset; choose a "
+                    f"folder outside the dataset"
+                )
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -186,13 +249,26 @@ def translate_dataset(
     overwrite: replace an existing `out_dir` (only once the new one is complete).
     resume: continue an unfinished `<out_dir>.partial` of the same plan; False restarts it.
     reuse: return an existing `out_dir` at once when its translation.json records the same
-        plan (translator, direction, source files, settings).
+        plan (translator, direction, source files, label files' contents, settings).
     """
+    for name, v in (("data", data), ("out_dir", out_dir)):
+        if not isinstance(v, (str, os.PathLike)):
+            raise TypeError(
+                f"{name} must be a path (str or os.PathLike), got {type(v).__name__} {v!r}"
+            )
+    if not isinstance(translator, (Translator, str, os.PathLike)):
+        raise TypeError(
+            f"translator must be a Translator or the path of translator.pt or its training "
+            f"folder, got {type(translator).__name__} {translator!r}"
+        )
+    if isinstance(subsets, str) or not isinstance(subsets, Sequence):
+        raise TypeError(
+            f"subsets must be a sequence of subset names, e.g. ('train',), got "
+            f"{type(subsets).__name__} {subsets!r}"
+        )
     if not isinstance(translator, Translator):
         translator = Translator.load(translator, device)
     translator.generator(direction)  # validates direction
-    if not isinstance(data, (str, os.PathLike)):
-        raise TypeError(f"data must be a dataset root folder, got {type(data).__name__}")
     bad = [s for s in subsets if s not in SUBSETS]
     if bad or not subsets:
         raise TranslateError(
@@ -217,6 +293,7 @@ def translate_dataset(
     kind, base, images, label_files = list_dataset_files(src_root)
     if not images:
         raise TranslateError(f"{src_root}: the dataset holds no images")
+    _check_out_apart(out, base, [rel for rel, _ in images] + label_files)
     sizes = [(base / rel).stat().st_size for rel, _ in images]
     plan = {
         "format": "smcr.translated-dataset/1",
@@ -227,6 +304,9 @@ def translate_dataset(
         "source_files": sha256_json(
             [[rel, sub, n] for (rel, sub), n in zip(images, sizes, strict=True)]
         ),
+        # labels held in files (CSV lists, manifests, MSMT lists): a changed label is
+        # another plan, so `reuse` never returns a translation with stale labels
+        "label_files": [[name, _file_sha256(base / name)] for name in label_files],
         "subsets": sorted(subsets),
         "image_size": list(translator.config.image_size),
         "keep_size": bool(keep_size),
@@ -283,8 +363,9 @@ def translate_dataset(
             atomic_write_bytes(partial / rel, _encode(y, Path(rel).suffix, jpeg_quality))
         if (i // batch_size) % 20 == 0:
             say(f"translate apply: {min(i + batch_size, len(todo))}/{len(todo)} images")
+    lists = _csv_list_names(src_root, kind)
     for name in label_files:
-        _copy_label_file(base / name, partial / name, base)
+        _copy_label_file(base / name, partial / name, base, is_list=name in lists)
     info = dict(
         plan,
         trained_from=translator.meta.get("from", {}),
@@ -300,7 +381,6 @@ def translate_dataset(
     except ValueError as e:
         # the plan file stays: a rerun resumes this work (nothing is translated twice)
         raise TranslateError(f"translated dataset {partial} does not open: {e}") from e
-    (partial / ".plan.json").unlink()
-    publish_partial(partial, out)
+    publish_partial(partial, out, plan_name=".plan.json")
     say(f"translate apply: wrote {out} ({len(todo)} images in {time.perf_counter() - t0:.1f} s)")
     return out
