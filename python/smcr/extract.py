@@ -7,7 +7,8 @@
 `data` may be
   * a (N, 3, H, W) float tensor of normalised images;
   * a folder (str or Path) of images, read with PIL in sorted file-name order, resized to
-    `image_size` (bicubic, as SpCL's test transform) and ImageNet-normalised;
+    `image_size` (bicubic, as SpCL's test transform) and ImageNet-normalised; by default
+    the size a checkpoint records (when `model` is a checkpoint path), else 256 x 128;
   * any map-style dataset whose items are `(image_tensor, ...)` tuples (or bare tensors):
     the first `str` among an item's other fields is its name (else its index), and the
     other fields are returned per item in `result.meta` (e.g. pids and camids).
@@ -19,7 +20,7 @@ shard and every rank receives the whole result in input order.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "DEFAULT_IMAGE_SIZE",
     "IMAGE_EXTENSIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -46,6 +48,7 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_IMAGE_SIZE = (256, 128)  # (height, width) when nothing records one
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -75,6 +78,11 @@ def _check_size(image_size: Any) -> tuple[int, int]:
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The image files directly inside `folder`, sorted by name."""
     root = Path(folder)
+    if root.is_file():
+        raise ValueError(
+            f"{os.fspath(folder)!r} is a file, not a folder of images; give the folder "
+            "that holds it"
+        )
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {os.fspath(folder)!r}")
     files = sorted(
@@ -82,8 +90,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         key=lambda p: p.name,
     )
     if not files:
+        subdirs = sum(1 for p in root.iterdir() if p.is_dir())
+        nested = (
+            f"; it has {subdirs} subfolder(s), which are not searched: give the folder that "
+            "holds the images"
+            if subdirs
+            else ""
+        )
         raise ValueError(
-            f"folder {os.fspath(folder)!r} holds no image ({', '.join(IMAGE_EXTENSIONS)})"
+            f"folder {os.fspath(folder)!r} holds no image ({', '.join(IMAGE_EXTENSIONS)})" + nested
         )
     return files
 
@@ -199,6 +214,11 @@ def _as_dataset(data: Any, image_size: tuple[int, int]) -> torch.utils.data.Data
         return _TensorImages(data)
     if isinstance(data, (str, os.PathLike)):
         return ImageFolder(data, image_size)
+    if isinstance(data, Mapping):
+        raise TypeError(
+            "data must be an (N, 3, H, W) tensor, a folder path or a map-style dataset "
+            f"indexed 0..N-1, got a {type(data).__name__}"
+        )
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         return data
     raise TypeError(
@@ -252,7 +272,7 @@ def extract(
     amp: bool | None = None,
     channels_last: bool | None = None,
     normalize: bool = True,
-    image_size: tuple[int, int] = (256, 128),
+    image_size: tuple[int, int] | None = None,
     num_workers: int = 0,
     progress: bool = False,
 ) -> ExtractResult:
@@ -266,7 +286,9 @@ def extract(
         amp: bf16 autocast (default: on for CUDA, off for CPU).
         channels_last: channels-last memory format (default: on for CUDA).
         normalize: L2-normalise the returned rows.
-        image_size: (height, width) for images read from a folder.
+        image_size: (height, width) for images read from a folder; None: the size the
+            checkpoint records when `model` is a checkpoint path (the size it was trained
+            at), else DEFAULT_IMAGE_SIZE (256 x 128).
         num_workers: DataLoader worker processes.
         progress: show a tqdm bar.
 
@@ -279,9 +301,17 @@ def extract(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    image_size = _check_size(image_size)
+    if image_size is not None:
+        image_size = _check_size(image_size)
     dev = resolve_device(device)
-    net = resolve_model(model)
+    if isinstance(model, (str, os.PathLike)):
+        net, extras = load_model_checkpoint(model)
+        if image_size is None:
+            image_size = checkpoint_image_size(extras, model)
+    else:
+        net = resolve_model(model)
+    if image_size is None:
+        image_size = DEFAULT_IMAGE_SIZE
     dataset = _as_dataset(data, image_size)
     n = len(dataset)
     if n == 0:
@@ -306,6 +336,8 @@ def extract(
         net.to(dev)
     if use_cl:
         net.to(memory_format=torch.channels_last)
+    # images go in the network's floating dtype (a float64 or half network, or half images)
+    in_dtype = next((t.dtype for t in net.parameters() if t.is_floating_point()), None)
     feats: list[torch.Tensor] = []
     meta: list[tuple] = []
     it = loader
@@ -316,12 +348,14 @@ def extract(
     try:
         for images, other in it:
             x = images.to(dev, non_blocking=True)
+            if in_dtype is not None and x.is_floating_point() and x.dtype != in_dtype:
+                x = x.to(in_dtype)
             if use_cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                f = net(x).float()
+                f = _features(net(x))
                 if flip:
-                    f = (f + net(torch.flip(x, dims=[3])).float()) / 2
+                    f = (f + _features(net(torch.flip(x, dims=[3])))) / 2
             if f.dim() != 2 or f.shape[0] != x.shape[0]:
                 raise ValueError(f"model must return (B, D) features, got shape {tuple(f.shape)}")
             feats.append(f.cpu())
@@ -335,6 +369,13 @@ def extract(
         features = F.normalize(features, dim=1)
     names = [_name_of(i, m) for i, m in enumerate(meta)]
     return ExtractResult(names=names, features=features, meta=meta)
+
+
+def _features(out: Any) -> torch.Tensor:
+    """A model's output as float32 features; anything but a tensor is a TypeError."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"model must return a (B, D) tensor of features, got {type(out).__name__}")
+    return out.float()
 
 
 def _gather(

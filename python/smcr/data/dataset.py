@@ -99,11 +99,17 @@ class ReidImageDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
+        try:  # a negative index returns its dataset position, as memory banks address rows
+            index = range(len(self.samples))[index]
+        except IndexError:
+            raise IndexError(
+                f"index {index} is out of range for a dataset of {len(self.samples)} images"
+            ) from None
         path, pid, camid = self.samples[index]
         img = load_image(path)
         if self.transform is not None:
             img = self.transform(img)
-        return img, int(pid), int(camid), int(index)
+        return img, int(pid), int(camid), index
 
     @property
     def pids(self) -> list[int]:

@@ -11,10 +11,40 @@ Deterministic for a given ``seed`` and epoch (``set_epoch``).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+
+
+def _check_seed(value: object, name: str) -> int:
+    """`value` as a Python int >= 0 (NumPy's seed sequences take no negative entropy)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return int(value)
+
+
+def _check_ids(values: Sequence[int], name: str) -> np.ndarray:
+    """`values` as a 1-D int64 array; floats must hold whole numbers (no silent truncation)."""
+    try:
+        arr = np.asarray(values.tolist() if isinstance(values, torch.Tensor) else values)
+    except ValueError as e:  # ragged nesting
+        raise ValueError(f"{name} must be a 1-D sequence of ints: {e}") from e
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of ints, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} must hold whole numbers, got {arr[i]!r} at index {i}")
+    elif arr.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must be a 1-D sequence of ints, got {arr.dtype} values such as {arr[0]!r}"
+        )
+    return arr.astype(np.int64)
 
 
 class RandomMultipleGallerySampler(torch.utils.data.Sampler[int]):
@@ -24,9 +54,12 @@ class RandomMultipleGallerySampler(torch.utils.data.Sampler[int]):
     def __init__(
         self, pids: Sequence[int], camids: Sequence[int], num_instances: int = 4, seed: int = 0
     ) -> None:
-        if len(pids) != len(camids):
+        pids_arr = _check_ids(pids, "pids")
+        camids_arr = _check_ids(camids, "camids")
+        if len(pids_arr) != len(camids_arr):
             raise ValueError(
-                f"pids and camids must have the same length, got {len(pids)} and {len(camids)}"
+                f"pids and camids must have the same length, got {len(pids_arr)} and "
+                f"{len(camids_arr)}"
             )
         if (
             isinstance(num_instances, bool)
@@ -35,10 +68,10 @@ class RandomMultipleGallerySampler(torch.utils.data.Sampler[int]):
         ):
             raise ValueError(f"num_instances must be an int >= 1, got {num_instances!r}")
         self.num_instances = num_instances
-        self.seed = int(seed)
+        self.seed = _check_seed(seed, "seed")
         self.epoch = 0
-        self.pids = np.asarray(pids, np.int64)
-        self.camids = np.asarray(camids, np.int64)
+        self.pids = pids_arr
+        self.camids = camids_arr
         index_of: dict[int, list[int]] = {}
         for i, p in enumerate(self.pids.tolist()):
             if p >= 0:
@@ -56,8 +89,8 @@ class RandomMultipleGallerySampler(torch.utils.data.Sampler[int]):
         return cls([s[1] for s in samples], [s[2] for s in samples], num_instances, seed)
 
     def set_epoch(self, epoch: int) -> None:
-        """Change the random stream (call once per epoch)."""
-        self.epoch = int(epoch)
+        """Change the random stream (call once per epoch); `epoch` is an int >= 0."""
+        self.epoch = _check_seed(epoch, "epoch")
 
     def __len__(self) -> int:
         return len(self.identities) * self.num_instances

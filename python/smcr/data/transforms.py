@@ -16,6 +16,7 @@ Note: SpCL's RandomErasing fills with the *unnormalised* ImageNet mean after nor
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,38 @@ def _batched(x: torch.Tensor, name: str = "images") -> tuple[torch.Tensor, bool]
     raise ValueError(f"{name} must be (C, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
 
 
+RESIZE_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+
+
+def _check_prob(p: float, name: str = "p") -> float:
+    """`p` as a float in [0, 1] (a probability)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _check_size(size: object, name: str = "size") -> tuple[int, int]:
+    """`size` as (height, width) positive ints."""
+    if (
+        not isinstance(size, (tuple, list))
+        or len(size) != 2
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size)
+        or min(size) < 1
+    ):
+        raise ValueError(f"{name} must be (height, width) ints >= 1, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_image_dtype(x: torch.Tensor, name: str = "images") -> None:
+    """uint8 (0-255) or floating point (0-1): other integer types have no agreed range
+    (a 16-bit image read as int32 would be clipped to white)."""
+    if isinstance(x, torch.Tensor) and x.dtype != torch.uint8 and not x.dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be uint8 (0-255) or floating point (0-1), got {x.dtype}; "
+            "convert other integer images to uint8 first"
+        )
+
+
 def to_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 0-255 -> float32 0-1 (float input is returned as float32)."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
@@ -43,8 +76,11 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """Resize to (H, W) with antialiasing; returns float32 in the input's range."""
     xb, single = _batched(x)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be (height, width) >= 1, got {size}")
+    size = _check_size(size)
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
+    if xb.shape[-2] < 1 or xb.shape[-1] < 1:
+        raise ValueError(f"images must have height and width >= 1, got shape {tuple(x.shape)}")
     xb = xb.float()
     if tuple(xb.shape[-2:]) != tuple(size):
         xb = F.interpolate(
@@ -64,6 +100,7 @@ def hflip(
 ) -> torch.Tensor:
     """Flip each image left-right with probability p."""
     xb, single = _batched(x)
+    p = _check_prob(p)
     flip = torch.rand(xb.shape[0], generator=generator) < p  # (B,)
     if flip.any():
         xb = xb.clone()
@@ -77,7 +114,10 @@ def pad_crop(
     """Zero-pad by ``padding`` on each side, then crop back to the input size at a random
     offset per image."""
     xb, single = _batched(x)
-    if padding <= 0:
+    if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
+        raise ValueError(f"padding must be an int >= 0, got {padding!r}")
+    padding = int(padding)
+    if padding == 0:
         return x
     B, C, H, W = xb.shape
     padded = F.pad(xb, (padding, padding, padding, padding))
@@ -92,14 +132,31 @@ def pad_crop(
 
 
 def normalize(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
-    """(x - mean) / std per channel, on float input in [0, 1]."""
+    """(x - mean) / std per channel, on float input in [0, 1]. `mean` and `std` hold one
+    finite value per channel, every std > 0."""
     xb, single = _batched(x)
-    m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    if m.shape[1] != xb.shape[1]:
-        raise ValueError(f"mean/std have {m.shape[1]} channels, images have {xb.shape[1]}")
+    m = _channel_constants(mean, "mean", xb.shape[1])
+    s = _channel_constants(std, "std", xb.shape[1])
+    if not bool((s > 0).all()):
+        raise ValueError(f"std must be > 0 for every channel, got {tuple(s.flatten().tolist())}")
     out = (xb.float() - m) / s
     return out[0] if single else out
+
+
+def _channel_constants(values: object, name: str, channels: int) -> torch.Tensor:
+    """Per-channel constants as a (1, C, 1, 1) float32 tensor, checked."""
+    try:
+        t = torch.as_tensor(values, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{name} must be {channels} numbers, got {values!r}") from e
+    if t.dim() != 1 or t.numel() != channels:
+        raise ValueError(
+            f"{name} must hold one value per image channel (the images have {channels} "
+            f"channel(s)), got {values!r}"
+        )
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} must be finite, got {values!r}")
+    return t.view(1, -1, 1, 1)
 
 
 def random_erasing(
@@ -112,13 +169,35 @@ def random_erasing(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Erase one random rectangle (area fraction in ``area``, aspect in [min_aspect,
-    1/min_aspect]) per image with probability p, filling it with ``value``."""
+    1/min_aspect]) per image with probability p, filling it with ``value``.
+
+    p in [0, 1]; area = (lo, hi) with 0 < lo <= hi <= 1; 0 < min_aspect <= 1; attempts >= 1.
+    Returns float32 (also when no image is erased).
+    """
     xb, single = _batched(x)
+    p = _check_prob(p)
+    if (
+        not isinstance(area, (tuple, list))
+        or len(area) != 2
+        or not all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in area)
+        or not 0.0 < area[0] <= area[1] <= 1.0
+    ):
+        raise ValueError(f"area must be (lo, hi) fractions with 0 < lo <= hi <= 1, got {area!r}")
+    if (
+        isinstance(min_aspect, bool)
+        or not isinstance(min_aspect, numbers.Real)
+        or not 0.0 < min_aspect <= 1.0
+    ):
+        raise ValueError(f"min_aspect must be in (0, 1], got {min_aspect!r}")
+    if isinstance(attempts, bool) or not isinstance(attempts, numbers.Integral) or attempts < 1:
+        raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ValueError(f"value must be a number, got {value!r}")
     B, C, H, W = xb.shape
     do = torch.rand(B, generator=generator) < p
     if not do.any():
-        return x
-    frac = torch.empty(B, attempts).uniform_(*area, generator=generator)
+        return x.float()  # the same dtype as when a rectangle is erased
+    frac = torch.empty(B, attempts).uniform_(float(area[0]), float(area[1]), generator=generator)
     log_r = torch.empty(B, attempts).uniform_(
         math.log(min_aspect), -math.log(min_aspect), generator=generator
     )
@@ -156,6 +235,7 @@ class TrainTransform:
     interpolation: str = "bicubic"
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check_image_dtype(x)
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
         y = resize(x, self.size, self.interpolation) / scale
         y = y.clamp_(0.0, 1.0)
@@ -175,6 +255,7 @@ class EvalTransform:
     interpolation: str = "bicubic"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image_dtype(x)
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
         y = (resize(x, self.size, self.interpolation) / scale).clamp_(0.0, 1.0)
         return normalize(y, self.mean, self.std)

@@ -80,22 +80,33 @@ class GroupBatchNorm2d(_GroupBN, nn.BatchNorm2d):
 def convert_group_bn(model: nn.Module, group: int) -> nn.Module:
     """Replace every nn.BatchNorm1d/2d of `model` (in place, DSBN halves included) by its
     group version over `group` samples (0: the whole batch, a plain BatchNorm); returns
-    `model`. Parameters and statistics are kept; modules already converted get `group`."""
-    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
-        raise ValueError(f"group must be a non-negative int, got {group!r}")
+    `model`. Parameters (with their dtype and device) and statistics are kept; modules
+    already converted get `group`. A group of 1 is refused: a BatchNorm1d (the re-ID neck)
+    cannot normalise one sample."""
+    group = _check_group(group)
     for name, child in list(model.named_children()):
         if isinstance(child, _GroupBN):
             child.group = group
         elif type(child) in (nn.BatchNorm1d, nn.BatchNorm2d):
             cls = GroupBatchNorm1d if isinstance(child, nn.BatchNorm1d) else GroupBatchNorm2d
-            new = cls(child.num_features, child.eps, child.momentum, child.affine,
-                      child.track_running_stats)
-            new.load_state_dict(child.state_dict())
+            state = child.state_dict()
+            floating = [t for t in state.values() if t.is_floating_point()]
+            device = floating[0].device if floating else None
+            dtype = floating[0].dtype if floating else None
+            # made in the original's dtype and device: a float64 (or half) network keeps
+            # its BatchNorms in that dtype (a float32 copy fails in the forward)
+            new = cls(
+                child.num_features,
+                child.eps,
+                child.momentum,
+                child.affine,
+                child.track_running_stats,
+                device=device,
+                dtype=dtype,
+            )
+            new.load_state_dict(state)
             for p_new, p_old in zip(new.parameters(), child.parameters(), strict=True):
                 p_new.requires_grad_(p_old.requires_grad)
-            device = next((t.device for t in child.state_dict().values()), None)
-            if device is not None:
-                new.to(device)
             new.train(child.training)
             new.group = group
             setattr(model, name, new)
@@ -104,8 +115,17 @@ def convert_group_bn(model: nn.Module, group: int) -> nn.Module:
     return model
 
 
+def _check_group(group: object) -> int:
+    if isinstance(group, bool) or not isinstance(group, int) or group < 0 or group == 1:
+        raise ValueError(
+            f"group must be 0 (normalise the whole batch) or an int >= 2, got {group!r}"
+        )
+    return group
+
+
 def set_bn_group(model: nn.Module, group: int) -> None:
-    """Set the group size of every group BatchNorm of `model`."""
+    """Set the group size of every group BatchNorm of `model` (0 or an int >= 2)."""
+    group = _check_group(group)
     for m in model.modules():
         if isinstance(m, _GroupBN):
             m.group = group

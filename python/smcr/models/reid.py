@@ -11,6 +11,9 @@ usual strong-baseline head (Luo et al., 2019).
 
 from __future__ import annotations
 
+import math
+import os
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -24,6 +27,10 @@ from .resnet import ARCHS, ResNet, resnet
 __all__ = ["GeM", "ModelConfig", "ReIDModel", "ReIDOutput", "build_model"]
 
 POOLINGS = ("avg", "gem")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 @dataclass
@@ -51,12 +58,18 @@ class ModelConfig:
             raise ValueError(f"arch must be one of {sorted(ARCHS)}, got {self.arch!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not (isinstance(self.gem_p, (int, float)) and self.gem_p > 0):
-            raise ValueError(f"gem_p must be a number > 0, got {self.gem_p!r}")
-        if self.last_stride not in (1, 2):
-            raise ValueError(f"last_stride must be 1 or 2, got {self.last_stride!r}")
-        if not (isinstance(self.width, (int, float)) and self.width > 0):
-            raise ValueError(f"width must be a number > 0, got {self.width!r}")
+        if not (_is_number(self.gem_p) and math.isfinite(self.gem_p) and self.gem_p > 0):
+            raise ValueError(f"gem_p must be a finite number > 0, got {self.gem_p!r}")
+        if (
+            isinstance(self.last_stride, bool)
+            or self.last_stride not in (1, 2)
+            or not isinstance(self.last_stride, int)
+        ):
+            raise ValueError(f"last_stride must be the int 1 or 2, got {self.last_stride!r}")
+        if not (_is_number(self.width) and math.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"width must be a finite number > 0, got {self.width!r}")
+        if not isinstance(self.dsbn, bool):
+            raise ValueError(f"dsbn must be True or False, got {self.dsbn!r}")
         if (
             isinstance(self.num_classes, bool)
             or not isinstance(self.num_classes, int)
@@ -66,6 +79,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """A config from a dict of its fields (missing ones take their defaults)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"model config must be a dict, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -85,7 +101,16 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+        # float16 / bfloat16 maps are pooled in float32: in float16, eps ** p (1e-18)
+        # underflows to 0, the mean of a channel can be 0 and the gradient of mean ** (1/p)
+        # there, hence of p, is inf/NaN (CPU autocast leaves pow in float16; CUDA's runs it
+        # in float32, as here)
+        low = x.dtype in (torch.float16, torch.bfloat16)
+        xf, p = (x.float(), self.p.float()) if low else (x, self.p)
+        y = xf.clamp(min=self.eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)  # (B, C)
+        if low and not torch.is_autocast_enabled(x.device.type):
+            y = y.to(x.dtype)  # a half network without autocast keeps its dtype
+        return y
 
 
 @dataclass
@@ -103,6 +128,8 @@ class ReIDModel(nn.Module):
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
         self.config = config or ModelConfig()
         c = self.config
         self.backbone: ResNet = resnet(c.arch, last_stride=c.last_stride, width=c.width)
@@ -121,7 +148,14 @@ class ReIDModel(nn.Module):
         return self.backbone.out_channels
 
     def forward_all(self, x: torch.Tensor) -> ReIDOutput:
-        """Every stage's output; see ReIDOutput."""
+        """Every stage's output; see ReIDOutput.
+
+        In training mode the BN neck needs at least 2 samples (it normalises the pooled
+        (B, C) features over the batch; with DSBN, 2 per domain half): a smaller batch is
+        refused with a ValueError; use ``model.eval()`` to embed single images.
+        """
+        if self.training:
+            _check_training_batch(self, x)
         fmap = self.backbone(x)  # (B, C, h, w)
         pooled = self.pool(fmap).flatten(1)  # (B, C)
         neck = self.neck(pooled)  # (B, C)
@@ -134,6 +168,31 @@ class ReIDModel(nn.Module):
         return self.forward_all(x).embedding
 
 
+def _check_training_batch(model: ReIDModel, x: torch.Tensor) -> None:
+    """Refuse a batch that leaves the BN neck, a BatchNorm1d in training mode, fewer than 2
+    samples to normalise (torch: "Expected more than 1 value per channel when training"),
+    naming the batch. Exact: a neck in eval mode (frozen) takes any batch."""
+    if not isinstance(x, torch.Tensor) or x.dim() == 0:
+        return  # the backbone's own checks name the problem
+    n = int(x.shape[0])
+    if n == 0 or n >= 4:  # 4 = 2 per DSBN half
+        return
+    from .dsbn import DSBN
+
+    neck, per_bn, split = model.neck, n, False
+    if isinstance(neck, DSBN):
+        domain = neck.domain or ("split" if neck.training else "target")
+        split = domain == "split"
+        per_bn = n // 2 if split else n
+        neck = neck.bn_t if domain != "source" else neck.bn_s
+    if isinstance(neck, nn.modules.batchnorm._BatchNorm) and neck.training and per_bn < 2:
+        where = " per domain half (DSBN splits the batch into source and target)" if split else ""
+        raise ValueError(
+            f"x: a training batch must give the BatchNorm neck at least 2 samples{where}, got "
+            f"a batch of {n} (shape {tuple(x.shape)}); use model.eval() to embed single images"
+        )
+
+
 def build_model(
     config: ModelConfig | dict[str, Any] | None = None,
     *,
@@ -144,7 +203,9 @@ def build_model(
 
     pretrained: a local state-dict file (torchvision, timm, IBN-Net, SpCL or smcr layout)
     loaded into the network before DSBN conversion; the load report is kept as
-    `model.load_report`. Nothing is ever downloaded.
+    `model.load_report`. A file none of whose tensors fits the network raises ValueError
+    (training would silently start from random weights); a partial fit (e.g. a plain
+    ResNet into an IBN network) warns with the report. Nothing is ever downloaded.
     """
     if config is None:
         config = ModelConfig(**overrides)
@@ -161,7 +222,19 @@ def build_model(
     if pretrained is not None:
         from .weights import load_pretrained
 
-        model.load_report = load_pretrained(model, pretrained)
+        report = load_pretrained(model, pretrained)
+        if not report.loaded:
+            shown = ", ".join(report.unexpected[:5]) or "none"
+            raise ValueError(
+                f"pretrained {os.fspath(pretrained)!r}: none of its tensors fits a "
+                f"{config.arch} network of width {config.width} (its keys: {shown}"
+                f"{', ...' if len(report.unexpected) > 5 else ''}); is it the right file?"
+            )
+        if not report.ok:
+            warnings.warn(
+                f"pretrained weights only partly fit the network:\n{report}", stacklevel=2
+            )
+        model.load_report = report
     if dsbn:
         convert_dsbn(model)
     return model

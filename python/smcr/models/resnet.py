@@ -130,6 +130,7 @@ class ResNet(nn.Module):
         if not (isinstance(width, (int, float)) and width > 0):
             raise ValueError(f"width must be a number > 0, got {width!r}")
         cls = BasicBlock if block == "basic" else Bottleneck
+        self.ibn = bool(ibn)
         stem = max(2, int(round(64 * width)))
         planes = [max(2, int(round(p * width))) for p in (64, 128, 256, 512)]
         self.inplanes = stem
@@ -162,11 +163,38 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) floating-point images -> (B, out_channels, h, w)."""
+        _check_input(x, self.ibn)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)
         return self.layer4(x)
+
+
+def _check_input(x: torch.Tensor, ibn: bool) -> None:
+    """Shape and dtype of the trunk's input, with errors naming `x` (not a conv's internals).
+
+    IBN-a networks instance-normalise layer1-3, whose last maps are 1/16 of the input
+    (ceil(H / 16) x ceil(W / 16)): with a single pixel there, InstanceNorm has nothing to
+    normalise (torch raises, misleadingly "when training", in eval mode too), so the input
+    must be more than 16 pixels high or wide.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"x must be (B, 3, H, W) images, got shape {tuple(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"x must be floating-point (normalised) images, got {x.dtype}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h < 1 or w < 1:
+        raise ValueError(f"x must have height and width >= 1, got shape {tuple(x.shape)}")
+    if ibn and -(-h // 16) * -(-w // 16) <= 1:
+        raise ValueError(
+            f"x of {h}x{w} pixels is too small for an IBN-a network: its InstanceNorm layers "
+            f"need a layer3 map of more than one pixel (1/16 of the input); use images more "
+            f"than 16 pixels high or wide, got shape {tuple(x.shape)}"
+        )
 
 
 def resnet(arch: str = "resnet50_ibn_a", last_stride: int = 1, width: float = 1.0) -> ResNet:
