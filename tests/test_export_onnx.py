@@ -99,3 +99,17 @@ def test_export_cli(tmp_path, images, capsys):
     assert args.func(args) == 0
     assert "cosine min" in capsys.readouterr().out
     assert (tmp_path / "cli.onnx").is_file()
+
+
+def test_checkpoint_path_is_traced_at_its_recorded_size(tmp_path):
+    # export_onnx(path) used to trace at 256x128 whatever the checkpoint was trained at
+    import onnx
+
+    model = build_model(arch="resnet18_ibn_a", width=0.125).eval()
+    save_checkpoint(model, tmp_path / "m.pth", image_size=[H, W])
+    export_onnx(tmp_path / "m.pth", tmp_path / "m.onnx", check=False)
+    dims = onnx.load(str(tmp_path / "m.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[2:]] == [H, W]
+    export_onnx(tmp_path / "m.pth", tmp_path / "n.onnx", image_size=(32, 16), check=False)
+    dims = onnx.load(str(tmp_path / "n.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[2:]] == [32, 16]  # an explicit size still wins

@@ -240,6 +240,7 @@ def test_a_finished_run_extends_when_only_schedule_epochs_grows(data, tmp_path):
         ("data.num_instances", 0, r"data\.num_instances must be >= 1, got 0"),
         ("data.test_batch", 0, r"data\.test_batch must be >= 1, got 0"),
         ("data.test_batch", -5, r"data\.test_batch must be >= 1, got -5"),
+        ("data.bn_group", 1, r"data\.bn_group must be 0 \(the whole batch\) or >= 2"),
         ("data.batch_source", 0, r"data\.batch_source must be >= 1"),
         ("data.source.format", "cuhk", r"data\.source\.format must be one of"),
         ("data.target", {"preset": "nowhere-like", "ids": 10}, r"data\.target\.preset"),

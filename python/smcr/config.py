@@ -230,8 +230,9 @@ class TrainConfig:
                     f"data.{name} must be a multiple of data.num_instances={d.num_instances}, got {v}"
                 )
         _in_range("data.test_batch", d.test_batch, 1)
-        if isinstance(d.bn_group, bool) or d.bn_group < 0:
-            raise ConfigError(f"data.bn_group must be >= 0, got {d.bn_group}")
+        if isinstance(d.bn_group, bool) or d.bn_group < 0 or d.bn_group == 1:
+            raise ConfigError(f"data.bn_group must be 0 (the whole batch) or >= 2 (batch norm "
+                              f"over groups of that many samples), got {d.bn_group}")
         for name in ("batch_source", "batch_target"):
             v = getattr(d, name)
             if d.bn_group and v > d.bn_group and v % d.bn_group:

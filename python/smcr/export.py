@@ -90,7 +90,7 @@ def export_onnx(
     model: nn.Module | str | os.PathLike,
     path: str | os.PathLike,
     *,
-    image_size: tuple[int, int] = (256, 128),
+    image_size: tuple[int, int] | None = None,
     opset: int = 17,
     check: bool = True,
     sample_inputs: torch.Tensor | None = None,
@@ -100,7 +100,8 @@ def export_onnx(
     """Export `model` (an nn.Module or smcr checkpoint path) to ONNX at `path`.
 
     Args:
-        image_size: (height, width) of the traced input.
+        image_size: (height, width) of the traced input; default: the size a checkpoint
+            path records, else 256x128.
         opset: ONNX opset version.
         check: run the file in onnxruntime (CPU) and compare with PyTorch.
         sample_inputs: (B, 3, H, W) normalised images for the check (use real images:
@@ -114,15 +115,29 @@ def export_onnx(
     The file is written under a temporary name beside `path` and renamed to `path` only
     once the check passed: a failed export or check leaves an existing `path` untouched.
     """
-    from .extract import _check_size, resolve_model
+    from .extract import (
+        DEFAULT_IMAGE_SIZE,
+        _check_size,
+        checkpoint_image_size,
+        load_model_checkpoint,
+        resolve_model,
+    )
 
-    h, w = _check_size(image_size)
+    if image_size is not None:
+        image_size = _check_size(image_size)
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be an int in [{MIN_OPSET}, {MAX_OPSET}], got {opset!r}")
     out = Path(path)
     if out.is_dir():
         raise ValueError(f"path {os.fspath(path)!r} is a folder; give a .onnx file name")
-    net = copy.deepcopy(resolve_model(model)).cpu().eval()  # the caller's model is untouched
+    if isinstance(model, (str, os.PathLike)):
+        net, extras = load_model_checkpoint(model)
+        if image_size is None:
+            image_size = checkpoint_image_size(extras, model)
+    else:
+        net = resolve_model(model)
+    h, w = image_size if image_size is not None else DEFAULT_IMAGE_SIZE
+    net = copy.deepcopy(net).cpu().eval()  # the caller's model is untouched
     _require("onnx")
     if check:
         _require("onnxruntime")
