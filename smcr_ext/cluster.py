@@ -150,6 +150,11 @@ _KNN_BACKENDS = ("exact", "faiss", "ivf")
 _KNN_MAX_K_CUDA = 128  # kKnnMaxKCuda in csrc/kernels/knn.h
 
 
+def _check_backend(value: Any, name: str) -> None:
+    if not isinstance(value, str) or value not in _KNN_BACKENDS:
+        raise ValueError(f"{name} must be one of {_KNN_BACKENDS}, got {value!r}")
+
+
 def knn(
     features: Any,
     k: int,
@@ -180,8 +185,7 @@ def knn(
         KnnResult(indices (N, k) int64, distances (N, k) float32 = 2 - 2·cos), each row
         sorted by distance, ties by smaller index, on the device of `features`.
     """
-    if not isinstance(backend, str) or backend not in _KNN_BACKENDS:
-        raise ValueError(f"backend must be one of {_KNN_BACKENDS}, got {backend!r}")
+    _check_backend(backend, "backend")
     x = check_features(features)
     n = x.shape[0]
     k = check_int(k, "k", low=1, high=n - 1)
@@ -285,6 +289,7 @@ def kreciprocal_jaccard(
     ):
         raise ValueError(f"max_dist must be a number in [0, 1], got {max_dist!r}")
     if knn_result is None:
+        _check_backend(knn_backend, "knn_backend")
         if width >= n:
             raise ValueError(f"num_neighbors must be < N={n} to compute the kNN, got {width}")
         idx, dist = knn(x, width, backend=knn_backend)

@@ -281,3 +281,9 @@ def test_inconsistent_label_index_names_argument():
     index = E.LabelIndex(LABELS, torch.tensor([0, 6]), torch.arange(6), torch.tensor([6]))
     with pytest.raises(ValueError, match="index is a LabelIndex not built by label_index"):
         E.label_means(_unit(6), index, torch.tensor([0]))
+
+
+def test_kreciprocal_jaccard_names_its_knn_backend_argument():
+    # the error used to name `backend`, the argument of the knn call inside
+    with pytest.raises(ValueError, match=r"^knn_backend must be one of"):
+        E.kreciprocal_jaccard(torch.randn(30, 8), k1=5, k2=2, knn_backend="annoy")
