@@ -8,7 +8,7 @@ NVCC ?= $(shell command -v nvcc 2>/dev/null)
 CUDA_ARCHS ?= 80 90
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv install test pytest ctest nvcc-check cuda-glue-check lint bench demo clean
+.PHONY: venv install test pytest ctest nvcc-check cuda-glue-check cuda-emu-check lint bench demo clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -58,10 +58,18 @@ cuda-glue-check: install
 	    -DTORCH_API_INCLUDE_EXTENSION_H -DTORCH_EXTENSION_NAME=_C -I.ci/cuda_stubs $$TORCH_INC \
 	    -I$$CUDA_INC -I$$PY_INC {}"
 
-lint: install
-	$(VENV)/bin/ruff check python smcr_ext tests benchmarks
+# The CUDA kernels (csrc/kernels/*.cu, unchanged) run on a CPU emulator of the CUDA
+# execution model (tools/cuda_emu: a coroutine per CUDA thread, warp intrinsics, host CUB,
+# ASan + UBSan) against the CPU kernels: test_losses_cuda and test_cluster_cuda under six
+# thread schedules. Not a GPU run (no real concurrency or memory model), but every kernel's
+# logic and bounds are executed on every machine.
+cuda-emu-check:
+	EMU_BUILD_DIR=$(CURDIR)/build/cuda_emu bash tools/cuda_emu/run.sh
 
-test: pytest ctest nvcc-check cuda-glue-check
+lint: install
+	$(VENV)/bin/ruff check python smcr_ext tests benchmarks tools
+
+test: pytest ctest nvcc-check cuda-glue-check cuda-emu-check
 
 bench: install
 	$(PY) benchmarks/bench_cluster.py
