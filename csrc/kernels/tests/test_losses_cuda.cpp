@@ -16,6 +16,8 @@ int main() {
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "check.h"
@@ -181,6 +183,174 @@ void test_loss(bool bf16_memory) {
   auto out = dout.get();
   auto g = dgrad.get();
   for (index_t k = 0; k < b * d; ++k) CHECK_NEAR(out[k], (2.f / b + 0.25f) * g[k], 1e-6);
+}
+
+// Host value conversions for the typed tests below.
+double as_double(float v) { return v; }
+double as_double(double v) { return v; }
+double as_double(smcr::bf16 v) { return smcr::bf16_to_float(v); }
+template <typename V>
+V from_double(double v);
+template <>
+float from_double<float>(double v) { return static_cast<float>(v); }
+template <>
+double from_double<double>(double v) { return v; }
+template <>
+smcr::bf16 from_double<smcr::bf16>(double v) { return smcr::float_to_bf16(static_cast<float>(v)); }
+
+// The loss as the CUDA glue (csrc/torch/losses_cuda.cpp) runs it, per memory type: label
+// means in MeansT (bf16 for a bf16 memory: the tensor-core path, whose products take the
+// features rounded to bf16 too), probabilities in MeansT (a buffer of their own when that is
+// not Acc), blocks of single-row labels multiplied straight from the memory (zero copy), the
+// target means in MeansT and finalize<Acc, MeansT>; the products on the host with Acc sums.
+// Against hybrid_memory_loss_cpu<T, Acc> on the same memory.
+template <typename T, typename MeansT, typename Acc>
+void test_loss_path(double tol, double grad_rel_tol) {
+  std::mt19937 rng(7);
+  const index_t b = 20, d = 72, nl = 230, nb = 40;
+  // labels [0, 100) hold 1-4 rows each, labels [100, 230) one row each on consecutive rows
+  // (a run, as HybridMemory lays them out), a few labels absent
+  std::vector<index_t> lab;
+  for (index_t c = 0; c < 100; ++c)
+    if (c % 17 != 5)
+      for (index_t k = 0, n = 1 + static_cast<index_t>(rng() % 4); k < n; ++k) lab.push_back(c);
+  std::shuffle(lab.begin(), lab.end(), rng);
+  const index_t run_row0 = static_cast<index_t>(lab.size()), run_label0 = 100;
+  for (index_t c = run_label0; c < nl; ++c) lab.push_back(c);
+  const index_t m = static_cast<index_t>(lab.size());
+  std::vector<float> unit = unit_rows(m, d, rng), funit = unit_rows(b, d, rng);
+  std::vector<T> mem(m * d);
+  for (index_t k = 0; k < m * d; ++k) mem[k] = from_double<T>(unit[k]);
+  std::vector<Acc> f(b * d);
+  for (index_t k = 0; k < b * d; ++k) f[k] = static_cast<Acc>(funit[k]);
+  std::vector<index_t> tgt(b);
+  for (auto& v : tgt) v = lab[rng() % m];
+  std::vector<index_t> ptr(nl + 1), rows(m);
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(lab.data(), m, nl, ptr.data(), rows.data()));
+  const Acc tau = Acc(0.05), eps = Acc(1e-6);
+  std::vector<Acc> per(b), loss(1), grad(b * d);
+  CHECK_OK_V((smcr::hybrid_memory_loss_cpu<T, Acc>(f.data(), b, mem.data(), m, d, ptr.data(),
+                                                   rows.data(), nl, tgt.data(), tau, eps, nb,
+                                                   per.data(), loss.data(), grad.data())));
+  constexpr bool kSeparateProbs = !std::is_same<MeansT, Acc>::value;
+  std::vector<double> fg(b * d);  // the product's feature operand (bf16-rounded on that path)
+  for (index_t k = 0; k < b * d; ++k) fg[k] = as_double(from_double<MeansT>(f[k]));
+  Dev<T> dmem(mem);
+  Dev<index_t> dptr(ptr), drows(rows), dtgt(tgt);
+  std::vector<Acc> nans(b, Acc(NAN)), e0(b * d, Acc(NAN));
+  Dev<Acc> dmax(nans), dsum(nans), dtl(nans), de(e0), ds(b * nl);
+  Dev<MeansT> dmeans(nb * d), dprobs(kSeparateProbs ? b * nl : 1);
+  // blocks: means blocks of nb labels below the run, then the run in one zero-copy block
+  // (the glue's zero-copy block needs the memory stored as the products take it: T == MeansT)
+  constexpr bool kZeroCopy = std::is_same<T, MeansT>::value;
+  std::vector<std::pair<index_t, index_t>> blocks;
+  for (index_t l0 = 0; l0 < run_label0; l0 += nb) blocks.push_back({l0, std::min(nb, run_label0 - l0)});
+  if (kZeroCopy)
+    blocks.push_back({run_label0, nl - run_label0});
+  else
+    for (index_t l0 = run_label0; l0 < nl; l0 += nb) blocks.push_back({l0, std::min(nb, nl - l0)});
+  for (auto [l0, n] : blocks) {
+    std::vector<MeansT> c;  // (n, D)
+    if (kZeroCopy && l0 == run_label0) {
+      for (index_t k = 0; k < n * d; ++k) c.push_back(from_double<MeansT>(as_double(mem[run_row0 * d + k])));
+    } else {
+      CHECK(n <= nb);
+      CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<T, MeansT>(
+          dmem.p, m, d, dptr.p, drows.p, nl, nullptr, l0, n, dmeans.p, nullptr)));
+      c = dmeans.get();
+      c.resize(n * d);
+    }
+    std::vector<Acc> sc(b * n);
+    for (index_t i = 0; i < b; ++i)
+      for (index_t k = 0; k < n; ++k) {
+        Acc acc = 0;
+        for (index_t t = 0; t < d; ++t) acc += static_cast<Acc>(fg[i * d + t] * as_double(c[k * d + t]));
+        sc[i * n + k] = acc;
+      }
+    ds.put(sc);
+    MeansT* probs = kSeparateProbs ? dprobs.p : reinterpret_cast<MeansT*>(ds.p);
+    CHECK_OK_V((smcr::hybrid_memory_softmax_block_cuda<Acc, MeansT>(
+        ds.p, probs, b, n, n, l0, dptr.p, dtgt.p, Acc(1) / tau, dmax.p, dsum.p, dtl.p, de.p, d,
+        l0 == 0, nullptr)));
+    std::vector<double> pr(b * n);
+    if (kSeparateProbs) {
+      auto p = dprobs.get();
+      for (index_t k = 0; k < b * n; ++k) pr[k] = as_double(p[k]);
+    } else {
+      auto p = ds.get();
+      for (index_t k = 0; k < b * n; ++k) pr[k] = as_double(p[k]);
+    }
+    auto e = de.get();
+    if (l0 == 0) std::fill(e.begin(), e.end(), Acc(0));  // the glue's E = P C
+    for (index_t i = 0; i < b; ++i)
+      for (index_t t = 0; t < d; ++t) {
+        Acc acc = 0;
+        for (index_t k = 0; k < n; ++k) acc += static_cast<Acc>(pr[i * n + k] * as_double(c[k * d + t]));
+        e[i * d + t] += acc;
+      }
+    de.put(e);
+  }
+  Dev<MeansT> dcy(b * d);
+  Dev<Acc> dper(b), dloss(1), dgrad(b * d);
+  CHECK_OK_V((smcr::hybrid_memory_label_means_cuda<T, MeansT>(dmem.p, m, d, dptr.p, drows.p, nl,
+                                                              dtgt.p, 0, b, dcy.p, nullptr)));
+  CHECK_OK_V((smcr::hybrid_memory_finalize_cuda<Acc, MeansT>(b, d, dmax.p, dsum.p, dtl.p, de.p,
+                                                             dcy.p, Acc(1) / tau, eps, dper.p,
+                                                             dloss.p, dgrad.p, nullptr)));
+  const auto gper = dper.get(), gloss = dloss.get(), ggrad = dgrad.get();
+  for (index_t i = 0; i < b; ++i)
+    CHECK(std::fabs(double(gper[i]) - per[i]) <= tol * std::max(1.0, std::fabs(double(per[i]))));
+  CHECK(std::fabs(double(gloss[0]) - loss[0]) <= tol * std::max(1.0, std::fabs(double(loss[0]))));
+  double num = 0, den = 0;
+  for (index_t k = 0; k < b * d; ++k) {
+    num += (double(ggrad[k]) - grad[k]) * (double(ggrad[k]) - grad[k]);
+    den += double(grad[k]) * grad[k];
+  }
+  CHECK(std::sqrt(num) <= grad_rel_tol * std::sqrt(den));
+  // backward in Acc
+  Dev<Acc> dgl(std::vector<Acc>{Acc(2)}), dout(b * d);
+  CHECK_OK_V(smcr::hybrid_memory_backward_cuda<Acc>(b, d, dgl.p, nullptr, dgrad.p, dout.p, nullptr));
+  const auto out = dout.get();
+  for (index_t k = 0; k < b * d; ++k)
+    CHECK(std::fabs(double(out[k]) - 2.0 / b * ggrad[k]) <= 1e-6 * std::fabs(double(ggrad[k])) + 1e-12);
+}
+
+// update and refresh of float64 and bf16 memories against the CPU (bitwise: the same sums).
+template <typename T, typename Acc>
+void test_update_and_refresh_typed(double rel) {
+  std::mt19937 rng(8);
+  const index_t nl = 120, k = 30, members = 500, d = 257, m = nl + members, b = 48;
+  std::vector<index_t> lab(m), means_lab(m);
+  for (index_t r = 0; r < nl; ++r) lab[r] = r;
+  for (index_t r = nl; r < m; ++r) lab[r] = 5 + static_cast<index_t>(rng() % k);
+  means_lab = lab;
+  for (index_t c = 5; c < 5 + k; ++c) means_lab[c] = nl;
+  std::vector<index_t> ptr(nl + 2), lrows(m);
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(means_lab.data(), m, nl + 1, ptr.data(),
+                                                 lrows.data()));
+  std::vector<index_t> rows(b);
+  for (auto& r : rows) r = nl + static_cast<index_t>(rng() % 60);  // duplicates
+  auto unit = unit_rows(m, d, rng), funit = unit_rows(b, d, rng);
+  std::vector<T> mem(m * d);
+  for (index_t q = 0; q < m * d; ++q) mem[q] = from_double<T>(unit[q]);
+  std::vector<Acc> f(funit.begin(), funit.end());
+  auto cpu = mem;
+  CHECK_OK_V((smcr::hybrid_memory_update_cpu<T, Acc>(cpu.data(), m, d, rows.data(), f.data(), b,
+                                                     Acc(0.2))));
+  CHECK_OK_V((smcr::hybrid_memory_refresh_means_cpu<T, Acc>(
+      cpu.data(), m, d, rows.data(), b, lab.data(), ptr.data(), lrows.data(), nl + 1)));
+  Dev<T> dmem(mem);
+  Dev<Acc> df(f);
+  Dev<index_t> drows(rows), dlab(lab), dptr(ptr), dlrows(lrows);
+  CHECK_OK_V((smcr::hybrid_memory_update_cuda<T, Acc>(dmem.p, m, d, drows.p, df.p, b, Acc(0.2),
+                                                      nullptr)));
+  CHECK_OK_V(smcr::hybrid_memory_refresh_means_cuda<T>(dmem.p, m, d, drows.p, b, dlab.p, dptr.p,
+                                                       dlrows.p, nl + 1, nullptr));
+  const auto got = dmem.get();
+  index_t far = 0;
+  for (index_t q = 0; q < m * d; ++q)
+    far += std::fabs(as_double(got[q]) - as_double(cpu[q])) > 1e-15 + rel * std::fabs(as_double(cpu[q]));
+  CHECK(far == 0);
 }
 
 void test_update() {
@@ -367,6 +537,12 @@ int main() {
   test_label_index_and_means();
   test_loss(false);
   test_loss(true);
+  test_loss_path<float, float, float>(1e-5, 1e-5);
+  test_loss_path<smcr::bf16, smcr::bf16, float>(2e-3, 2e-2);  // bf16 products (the glue's)
+  test_loss_path<smcr::bf16, float, float>(1e-5, 1e-5);
+  test_loss_path<double, double, double>(1e-12, 1e-12);
+  test_update_and_refresh_typed<double, double>(1e-13);
+  test_update_and_refresh_typed<smcr::bf16, float>(8e-3);  // a last-bit tie, rarely
   test_update();
   test_refresh_means();
   test_soft_triplet();
