@@ -25,18 +25,10 @@ from smcr.synth import (
     get_preset,
     read_manifest,
 )
+from test_synth_generate import _digest
 
 # 2 cameras x 1 view, 16x8: 2 images per identity at most (market-like draws more frames)
 TINY = {"image_size": (16, 8), "num_cameras": 2, "views_per_camera": 1}
-
-
-def _digest(root):
-    out = {}
-    for dp, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dp, f)
-            out[os.path.relpath(p, root)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
-    return out
 
 
 @pytest.mark.parametrize(

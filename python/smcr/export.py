@@ -115,28 +115,16 @@ def export_onnx(
     The file is written under a temporary name beside `path` and renamed to `path` only
     once the check passed: a failed export or check leaves an existing `path` untouched.
     """
-    from .extract import (
-        DEFAULT_IMAGE_SIZE,
-        _check_size,
-        checkpoint_image_size,
-        load_model_checkpoint,
-        resolve_model,
-    )
+    from .extract import _check_size, resolve_model_and_size
 
     if image_size is not None:
-        image_size = _check_size(image_size)
+        image_size = _check_size(image_size)  # refused before any file is read
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be an int in [{MIN_OPSET}, {MAX_OPSET}], got {opset!r}")
     out = Path(path)
     if out.is_dir():
         raise ValueError(f"path {os.fspath(path)!r} is a folder; give a .onnx file name")
-    if isinstance(model, (str, os.PathLike)):
-        net, extras = load_model_checkpoint(model)
-        if image_size is None:
-            image_size = checkpoint_image_size(extras, model)
-    else:
-        net = resolve_model(model)
-    h, w = image_size if image_size is not None else DEFAULT_IMAGE_SIZE
+    net, (h, w) = resolve_model_and_size(model, image_size)
     net = copy.deepcopy(net).cpu().eval()  # the caller's model is untouched
     _require("onnx")
     if check:

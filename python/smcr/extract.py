@@ -205,6 +205,21 @@ def resolve_model(model: nn.Module | str | os.PathLike) -> nn.Module:
     )
 
 
+def resolve_model_and_size(
+    model: nn.Module | str | os.PathLike, image_size: Any = None
+) -> tuple[nn.Module, tuple[int, int]]:
+    """The module (see :func:`resolve_model`) and the (height, width) to feed it: `image_size`
+    when given, else the size a checkpoint path records, else DEFAULT_IMAGE_SIZE."""
+    size = None if image_size is None else _check_size(image_size)
+    if isinstance(model, (str, os.PathLike)):
+        net, extras = load_model_checkpoint(model)
+        if size is None:
+            size = checkpoint_image_size(extras, model)
+    else:
+        net = resolve_model(model)
+    return net, size if size is not None else DEFAULT_IMAGE_SIZE
+
+
 def _as_dataset(data: Any, image_size: tuple[int, int]) -> torch.utils.data.Dataset:
     if isinstance(data, torch.Tensor):
         if data.dim() != 4 or data.shape[1] != 3:
@@ -301,17 +316,8 @@ def extract(
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    if image_size is not None:
-        image_size = _check_size(image_size)
     dev = resolve_device(device)
-    if isinstance(model, (str, os.PathLike)):
-        net, extras = load_model_checkpoint(model)
-        if image_size is None:
-            image_size = checkpoint_image_size(extras, model)
-    else:
-        net = resolve_model(model)
-    if image_size is None:
-        image_size = DEFAULT_IMAGE_SIZE
+    net, image_size = resolve_model_and_size(model, image_size)
     dataset = _as_dataset(data, image_size)
     n = len(dataset)
     if n == 0:

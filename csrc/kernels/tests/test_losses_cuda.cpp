@@ -185,6 +185,24 @@ void test_loss(bool bf16_memory) {
   for (index_t k = 0; k < b * d; ++k) CHECK_NEAR(out[k], (2.f / b + 0.25f) * g[k], 1e-6);
 }
 
+// HybridMemory's layout: rows [0, nl) one per label, rows [c0, c0 + k) holding the means of
+// clusters c0 .. c0 + k - 1, then `members` rows of those clusters. lab: each row's label;
+// ptr / lrows: the label index of the sample rows, the mean rows carrying the spare label nl.
+struct MeansLayout {
+  std::vector<index_t> lab, ptr, lrows;
+};
+MeansLayout means_layout(index_t nl, index_t c0, index_t k, index_t members, std::mt19937& rng) {
+  const index_t m = nl + members;
+  MeansLayout out{std::vector<index_t>(m), std::vector<index_t>(nl + 2), std::vector<index_t>(m)};
+  for (index_t r = 0; r < nl; ++r) out.lab[r] = r;
+  for (index_t r = nl; r < m; ++r) out.lab[r] = c0 + static_cast<index_t>(rng() % k);
+  std::vector<index_t> means_lab = out.lab;
+  for (index_t c = c0; c < c0 + k; ++c) means_lab[c] = nl;  // the spare label
+  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(means_lab.data(), m, nl + 1, out.ptr.data(),
+                                                 out.lrows.data()));
+  return out;
+}
+
 // Host value conversions for the typed tests below.
 double as_double(float v) { return v; }
 double as_double(double v) { return v; }
@@ -320,14 +338,8 @@ template <typename T, typename Acc>
 void test_update_and_refresh_typed(double rel) {
   std::mt19937 rng(8);
   const index_t nl = 120, k = 30, members = 500, d = 257, m = nl + members, b = 48;
-  std::vector<index_t> lab(m), means_lab(m);
-  for (index_t r = 0; r < nl; ++r) lab[r] = r;
-  for (index_t r = nl; r < m; ++r) lab[r] = 5 + static_cast<index_t>(rng() % k);
-  means_lab = lab;
-  for (index_t c = 5; c < 5 + k; ++c) means_lab[c] = nl;
-  std::vector<index_t> ptr(nl + 2), lrows(m);
-  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(means_lab.data(), m, nl + 1, ptr.data(),
-                                                 lrows.data()));
+  const MeansLayout lay = means_layout(nl, 5, k, members, rng);
+  const auto &lab = lay.lab, &ptr = lay.ptr, &lrows = lay.lrows;
   std::vector<index_t> rows(b);
   for (auto& r : rows) r = nl + static_cast<index_t>(rng() % 60);  // duplicates
   auto unit = unit_rows(m, d, rng), funit = unit_rows(b, d, rng);
@@ -389,14 +401,8 @@ void test_update() {
 void test_refresh_means() {
   std::mt19937 rng(5);
   const index_t nl = 200, k = 60, members = 900, d = 1030, m = nl + members, b = 96;
-  std::vector<index_t> lab(m), means_lab(m);
-  for (index_t r = 0; r < nl; ++r) lab[r] = r;
-  for (index_t r = nl; r < m; ++r) lab[r] = 10 + static_cast<index_t>(rng() % k);
-  means_lab = lab;
-  for (index_t c = 10; c < 10 + k; ++c) means_lab[c] = nl;  // the spare label
-  std::vector<index_t> ptr(nl + 2), lrows(m);
-  CHECK_OK_V(smcr::hybrid_memory_label_index_cpu(means_lab.data(), m, nl + 1, ptr.data(),
-                                                 lrows.data()));
+  const MeansLayout lay = means_layout(nl, 10, k, members, rng);
+  const auto &lab = lay.lab, &ptr = lay.ptr, &lrows = lay.lrows;
   std::vector<index_t> rows(b);
   for (auto& r : rows) r = rng() % 3 ? nl + static_cast<index_t>(rng() % members)
                                      : static_cast<index_t>(rng() % 10);
