@@ -304,3 +304,12 @@ def test_extract_checkpoint_path_uses_the_image_size_it_records(tmp_path, net):
     # an explicit size still wins
     other = extract(str(tmp_path / "m.pt"), tmp_path, image_size=(64, 32), device="cpu")
     assert not torch.allclose(other.features, want.features, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "area", "bilinear", "bicubic"])
+def test_resize_takes_every_mode_it_lists(mode):
+    # nearest / area used to fail inside torch (align_corners given to a mode without it)
+    x = torch.randint(0, 256, (2, 3, 20, 10), dtype=torch.uint8)
+    y = resize(x, (32, 16), mode)
+    assert y.shape == (2, 3, 32, 16) and y.dtype == torch.float32
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 255.0

@@ -176,7 +176,7 @@ def test_rerank_folder_against_itself_equals_each_query_against_the_rest(single_
     x, pids = _clustered(1, n, 5, noise=1.0)
     cams = torch.arange(n) % 3
     kw = dict(rerank=True, k1=8, k2=3, single_camera=single_camera)
-    r_all = evaluate(x, x, pids, pids, cams, cams, exclude=[(i, i) for i in range(n)], **kw)
+    r_all = evaluate(x, x, pids, pids, cams, cams, same_image=[(i, i) for i in range(n)], **kw)
     valid = 0
     for i in range(0, n, 4):  # every 4th query: each one builds a graph (~0.1 s)
         rest = torch.tensor([j for j in range(n) if j != i])
@@ -207,19 +207,25 @@ def test_rerank_whole_set_against_itself():
         want = 0.7 * jac_i + 0.3 * orig[i, others]
         torch.testing.assert_close(out[i, others], want, rtol=0, atol=1e-6)
     cams = torch.arange(40) % 2
-    r = evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=7, k2=3, exclude=diag)
+    r = evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=7, k2=3, same_image=diag)
     r2 = evaluate_distmat(out, pids, pids, cams, cams, exclude=diag)
     assert r.mAP == r2.mAP and torch.equal(r.cmc, r2.cmc)
     # k1 is bounded by the distinct images (40), not by 80 points.
     with pytest.raises(ValueError, match="k1 must be < N - 1 = 39"):
-        evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=39, k2=3, exclude=diag)
+        evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=39, k2=3, same_image=diag)
 
 
 def test_rerank_refuses_same_image_pairs_of_different_images():
     x, pids = _clustered(3, 20, 4)
     cams = torch.arange(20) % 2
     with pytest.raises(ValueError, match="query 0 and gallery item 1 have features"):
-        evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=5, k2=2, exclude=[(0, 1)])
+        evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=5, k2=2, same_image=[(0, 1)])
+    # `exclude` keeps its meaning with rerank: pairs left out of the ranking, of any images
+    # (e.g. frames of the query's own tracklet), not merged in the graph
+    r = evaluate(x, x, pids, pids, cams, cams, rerank=True, k1=5, k2=2, exclude=[(0, 1)])
+    want = evaluate_distmat(re_ranking(x, x, k1=5, k2=2), pids, pids, cams, cams,
+                            exclude=[(0, 1)])
+    assert r.mAP == want.mAP and torch.equal(r.cmc, want.cmc)
     with pytest.raises(ValueError, match="same_image"):
         re_ranking(x, x, k1=5, k2=2, same_image=[(2, 2), (3, 4)])
     # Rounding noise between two extractions of one file is the same image.

@@ -167,6 +167,19 @@ def test_group_of_one_sample_is_refused(group):
         set_bn_group(m, group)
 
 
+def test_group_of_one_image_is_fine_without_a_batchnorm1d():
+    # a 2-D batch norm over one image still has H x W values per channel
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    convert_group_bn(net, 1)
+    x = torch.randn(3, 3, 8, 8)
+    y = net(x)
+    want = torch.cat([torch.nn.functional.batch_norm(net[0](x[i:i + 1]), None, None,
+                                                     net[1].weight, net[1].bias, True)
+                      for i in range(3)])
+    torch.testing.assert_close(y, want)
+    set_bn_group(net, 1)
+
+
 # ------------------------------------------------------------------ weights and files
 
 

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data.transforms import check_size
+
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "IMAGE_EXTENSIONS",
@@ -66,13 +68,7 @@ class ExtractResult:
 
 
 def _check_size(image_size: Any) -> tuple[int, int]:
-    if (
-        not isinstance(image_size, (tuple, list))
-        or len(image_size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size)
-    ):
-        raise ValueError(f"image_size must be (height, width) positive ints, got {image_size!r}")
-    return int(image_size[0]), int(image_size[1])
+    return check_size(image_size, "image_size")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

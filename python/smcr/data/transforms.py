@@ -46,7 +46,7 @@ def _check_prob(p: float, name: str = "p") -> float:
     return float(p)
 
 
-def _check_size(size: object, name: str = "size") -> tuple[int, int]:
+def check_size(size: object, name: str = "size") -> tuple[int, int]:
     """`size` as (height, width) positive ints."""
     if (
         not isinstance(size, (tuple, list))
@@ -76,20 +76,16 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
     """Resize to (H, W) with antialiasing; returns float32 in the input's range."""
     xb, single = _batched(x)
-    size = _check_size(size)
+    size = check_size(size)
     if mode not in RESIZE_MODES:
         raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     if xb.shape[-2] < 1 or xb.shape[-1] < 1:
         raise ValueError(f"images must have height and width >= 1, got shape {tuple(x.shape)}")
     xb = xb.float()
     if tuple(xb.shape[-2:]) != tuple(size):
-        xb = F.interpolate(
-            xb,
-            size=tuple(size),
-            mode=mode,
-            align_corners=False,
-            antialias=mode in ("bilinear", "bicubic"),
-        )
+        smooth = mode in ("bilinear", "bicubic")  # the only modes that take these two
+        extra = {"align_corners": False, "antialias": True} if smooth else {}
+        xb = F.interpolate(xb, size=tuple(size), mode=mode, **extra)
         if x.dtype == torch.uint8:
             xb = xb.clamp_(0.0, 255.0)
     return xb[0] if single else xb

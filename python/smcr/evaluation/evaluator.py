@@ -52,6 +52,7 @@ def evaluate(
     block_rows: int | None = None,
     knn_backend: str = "exact",
     exclude: Any = None,
+    same_image: Any = None,
 ) -> EvalResult:
     """mAP, mINP and CMC Rank-1/5/10 of query features against gallery features.
 
@@ -70,12 +71,14 @@ def evaluate(
         block_rows: query rows per distance block (memory: block_rows x G floats);
             default 1024 on CPU, 8192 on a GPU.
         knn_backend: kNN backend of the re-ranking graph.
-        exclude: (K, 2) (query index, gallery index) pairs left out of the ranking: a
-            query's own image when query and gallery share files (`smcr evaluate` passes
-            them, so that a folder evaluated against itself never matches a query with
-            itself). With `rerank`, each pair is also taken to be one image in the
-            re-ranking graph (`re_ranking`'s `same_image`): the gallery copy is not a
-            neighbour of its own query, and the graph holds every image once.
+        exclude: (K, 2) (query index, gallery index) pairs left out of the ranking (for
+            instance frames of the query's own tracklet).
+        same_image: (K, 2) (query index, gallery index) pairs that are one image: a query's
+            own file in the gallery (`smcr evaluate` passes them, so that a folder evaluated
+            against itself never matches a query with itself). They are left out of the
+            ranking like `exclude`, and with `rerank` each is one point of the re-ranking
+            graph (`re_ranking`'s `same_image`): the gallery copy is not a neighbour of its
+            own query. Pairs whose features differ are refused there.
 
     Returns:
         EvalResult; raises NoValidQueryError (a ValueError) when no query has a match.
@@ -85,6 +88,10 @@ def evaluate(
     max_rank = min(_check_max_rank(max_rank), ng)
     labels = check_labels(q_pids, g_pids, q_camids, g_camids, nq, ng)
     exclude = check_exclude(exclude, nq, ng)
+    same = check_exclude(same_image, nq, ng, "same_image")
+    if same is not None and same.numel():
+        # left out of the ranking too (the pairs as given; duplicates are harmless)
+        exclude = same if exclude is None or not exclude.numel() else torch.cat([exclude, same])
     rerank = check_flag(rerank, "rerank")
     single_camera = check_flag(single_camera, "single_camera")
     if block_rows is None:
@@ -102,7 +109,7 @@ def evaluate(
             lambda_value=lambda_value,
             metric=metric,
             knn_backend=knn_backend,
-            same_image=exclude,
+            same_image=same,
         )
         return evaluate_distmat(
             dist, *labels, max_rank=max_rank, single_camera=single_camera, exclude=exclude
@@ -284,7 +291,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             k2=args.k2,
             lambda_value=args.lambda_value,
             single_camera=args.single_camera,
-            exclude=r.same_file,
+            same_image=r.same_file,
         )
     except NoValidQueryError as e:
         if not (args.single_camera and r.same_file):

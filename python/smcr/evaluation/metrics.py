@@ -250,25 +250,27 @@ class _Pairs:
     removed_id_queries: int = 0
 
 
-def check_exclude(exclude: Any, num_query: int, num_gallery: int) -> torch.Tensor | None:
+def check_exclude(exclude: Any, num_query: int, num_gallery: int,
+                  name: str = "exclude") -> torch.Tensor | None:
     """`exclude` as a (K, 2) CPU int64 tensor of (query, gallery) indices, or None.
 
-    Accepts a (K, 2) array or tensor, a sequence of pairs, or an empty sequence.
+    Accepts a (K, 2) array or tensor, a sequence of pairs, or an empty sequence; errors name
+    the argument `name`.
     """
     if exclude is None:
         return None
-    t = _as_int_tensor(exclude, "exclude")
+    t = _as_int_tensor(exclude, name)
     if t.numel() == 0:
         return torch.empty(0, 2, dtype=torch.int64)
     if t.dim() != 2 or t.shape[1] != 2:
         raise ValueError(
-            f"exclude must be (K, 2) (query index, gallery index) pairs, got shape {tuple(t.shape)}"
+            f"{name} must be (K, 2) (query index, gallery index) pairs, got shape {tuple(t.shape)}"
         )
     bad = (t < 0).any(dim=1) | (t[:, 0] >= num_query) | (t[:, 1] >= num_gallery)
     if bool(bad.any()):
         k = int(torch.nonzero(bad)[0])
         raise ValueError(
-            f"exclude pairs must index [0, {num_query}) queries and [0, {num_gallery}) gallery "
+            f"{name} pairs must index [0, {num_query}) queries and [0, {num_gallery}) gallery "
             f"items, got {tuple(t[k].tolist())} at row {k}"
         )
     return t.contiguous()

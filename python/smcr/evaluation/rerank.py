@@ -86,7 +86,7 @@ def jaccard_query_gallery(
     k2 = check_int(k2, "k2", 1)
     if k2 > k1:
         raise ValueError(f"k2 must be <= k1={k1}, got {k2}")
-    pairs = check_exclude(same_image, nq, ng)
+    pairs = check_exclude(same_image, nq, ng, "same_image")
     if pairs is None or pairs.numel() == 0:
         kept, owner = None, None
         n = nq + ng

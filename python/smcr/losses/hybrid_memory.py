@@ -74,6 +74,14 @@ def class_centroids(features: torch.Tensor, labels: torch.Tensor, num_classes: i
     return nn.functional.normalize(sums / counts.unsqueeze(1).to(acc), dim=1)
 
 
+def _nonfinite_rows(x: torch.Tensor) -> list[int]:
+    """The first (up to 5) rows of the 2-D float tensor x holding NaN or Inf: one scan, no
+    (M, D) mask, when there is none."""
+    if _first_invalid(x.detach())[0] < 0:
+        return []
+    return torch.nonzero(~torch.isfinite(x).all(dim=1)).flatten()[:5].tolist()
+
+
 def _rows_or_minus_one(ids: torch.Tensor, n: int, table: torch.Tensor | None) -> torch.Tensor:
     """table[ids] (ids itself without a table) where ids is in [0, n), else -1; no host
     synchronisation, no out-of-bounds read."""
@@ -239,10 +247,10 @@ class HybridMemory(nn.Module):
             raise ValueError(f"target_labels must be >= -1 (-1 = un-clustered), got {int(t.min())}")
         # The loss and update check features, not the bank (O(M D) per step); once per
         # labelling a NaN that got in (an update with validate=False) is caught here.
-        if _first_invalid(self.features)[0] >= 0:
-            rows = torch.nonzero(~torch.isfinite(self.features).all(dim=1)).flatten()[:5]
+        rows = _nonfinite_rows(self.features)
+        if rows:
             raise ValueError(
-                f"the memory holds NaN or Inf on rows {rows.tolist()}: it was updated with "
+                f"the memory holds NaN or Inf on rows {rows}: it was updated with "
                 "non-finite features (update(..., validate=False)?); rebuild it with "
                 "HybridMemory.from_features"
             )
@@ -477,8 +485,8 @@ class HybridMemory(nn.Module):
             error_msgs.append(f"{fkey} {tuple(feats.shape)} and {lkey} {tuple(labels.shape)} "
                               f"must have P >= M = {m} rows and one label per row")
             return
-        if feats.is_floating_point() and not bool(torch.isfinite(feats).all()):
-            rows = torch.nonzero(~torch.isfinite(feats).all(dim=1)).flatten()[:5].tolist()
+        rows = _nonfinite_rows(feats) if feats.is_floating_point() else []
+        if rows:
             error_msgs.append(f"{fkey} holds NaN or Inf on rows {rows}")
             return
         old = tkey not in state_dict  # saved before the layout: SpCL's, image k on row C_s + k

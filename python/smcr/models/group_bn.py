@@ -81,9 +81,9 @@ def convert_group_bn(model: nn.Module, group: int) -> nn.Module:
     """Replace every nn.BatchNorm1d/2d of `model` (in place, DSBN halves included) by its
     group version over `group` samples (0: the whole batch, a plain BatchNorm); returns
     `model`. Parameters (with their dtype and device) and statistics are kept; modules
-    already converted get `group`. A group of 1 is refused: a BatchNorm1d (the re-ID neck)
-    cannot normalise one sample."""
-    group = _check_group(group)
+    already converted get `group`. A group of 1 is refused for a model with a BatchNorm1d
+    (the re-ID neck): it cannot normalise one sample."""
+    group = _check_group(group, model)
     for name, child in list(model.named_children()):
         if isinstance(child, _GroupBN):
             child.group = group
@@ -115,17 +115,22 @@ def convert_group_bn(model: nn.Module, group: int) -> nn.Module:
     return model
 
 
-def _check_group(group: object) -> int:
-    if isinstance(group, bool) or not isinstance(group, int) or group < 0 or group == 1:
-        raise ValueError(
-            f"group must be 0 (normalise the whole batch) or an int >= 2, got {group!r}"
-        )
+def _check_group(group: object, model: nn.Module) -> int:
+    """`group` as an int: 0, or >= 1 where every batch norm of `model` is 2-D (a group of one
+    image still has H x W values per channel; a BatchNorm1d has one)."""
+    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+        raise ValueError(f"group must be 0 (normalise the whole batch) or an int >= 2 (1 "
+                         f"without a BatchNorm1d), got {group!r}")
+    if group == 1 and any(isinstance(m, nn.BatchNorm1d) for m in model.modules()):
+        raise ValueError("group must be 0 (normalise the whole batch) or an int >= 2 for a "
+                         "model with a BatchNorm1d (it cannot normalise one sample), got 1")
     return group
 
 
 def set_bn_group(model: nn.Module, group: int) -> None:
-    """Set the group size of every group BatchNorm of `model` (0 or an int >= 2)."""
-    group = _check_group(group)
+    """Set the group size of every group BatchNorm of `model` (0 or an int >= 2; 1 where
+    they are all 2-D)."""
+    group = _check_group(group, model)
     for m in model.modules():
         if isinstance(m, _GroupBN):
             m.group = group

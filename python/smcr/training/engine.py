@@ -101,8 +101,8 @@ def evaluate_models(
             "mAP": float(r.mAP),
             "mINP": float(r.mINP),
             "rank1": float(r.cmc[0]),
-            "rank5": float(r.cmc[min(4, len(r.cmc) - 1)]),
-            "rank10": float(r.cmc[min(9, len(r.cmc) - 1)]),
+            "rank5": float(r.rank5),
+            "rank10": float(r.rank10),
         }
     return out
 

@@ -296,7 +296,8 @@ def translate_dataset(
     _check_out_apart(out, base, [rel for rel, _ in images] + label_files)
     sizes = [(base / rel).stat().st_size for rel, _ in images]
     plan = {
-        "format": "smcr.translated-dataset/1",
+        # /2: the plan holds the label files (a /1 translation is redone once, not reused)
+        "format": "smcr.translated-dataset/2",
         "translator_key": translator.key,
         "direction": direction,
         "kind": kind,
@@ -326,8 +327,9 @@ def translate_dataset(
     partial = open_partial(
         out, plan, resume=resume, plan_name=".plan.json",
         mismatch=lambda p: TranslateError(
-            f"{p} holds an unfinished translation of another plan (translator, dataset or "
-            f"settings); delete it or pass resume=False (--no-resume)"
+            f"{p} holds an unfinished translation of another plan (translator, dataset, "
+            f"settings, or one written by an older smcr); delete it or pass resume=False "
+            f"(--no-resume)"
         ),
     )
 
