@@ -313,3 +313,33 @@ def test_resize_takes_every_mode_it_lists(mode):
     y = resize(x, (32, 16), mode)
     assert y.shape == (2, 3, 32, 16) and y.dtype == torch.float32
     assert float(y.min()) >= 0.0 and float(y.max()) <= 255.0
+
+
+def test_train_transform_names_its_fields_and_generator():
+    # the errors named hflip's / random_erasing's `p`; a bad generator failed inside torch
+    with pytest.raises(ValueError, match="flip_p must be a probability"):
+        TrainTransform(size=(16, 8), flip_p=2)
+    with pytest.raises(ValueError, match="erase_p must be a probability"):
+        TrainTransform(size=(16, 8), erase_p=-0.1)
+    with pytest.raises(ValueError, match="size must be"):
+        TrainTransform(size=(16,))
+    t = TrainTransform(size=(16, 8))
+    x = torch.randint(0, 256, (2, 3, 20, 10), dtype=torch.uint8)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        t(x, generator=0)
+    assert t(x, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 16, 8)
+
+
+def test_dataset_index_types(tmp_path):
+    # ints, NumPy ints and 0-d tensors index the dataset; strings, floats, bools and slices
+    # gave raw TypeErrors (or, for a slice, a range) before
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((8, 4, 3), 40 * i, np.uint8)).save(p)
+        paths.append(str(p))
+    ds = ReidImageDataset([(p, i, 0) for i, p in enumerate(paths)])
+    assert [ds[i][-1] for i in (np.int64(1), torch.tensor(2), -1)] == [1, 2, 2]
+    for bad in ("a", 1.0, True, slice(0, 2)):
+        with pytest.raises(TypeError, match="index must be an int"):
+            ds[bad]

@@ -347,3 +347,16 @@ def test_saved_checkpoint_is_weights_only_plain_data(tmp_path):
     assert all(isinstance(v, torch.Tensor) for v in obj["state_dict"].values())
     x = torch.randn(4, 3, 32, 16)
     torch.testing.assert_close(load_checkpoint(tmp_path / "ck.pt").eval()(x), m.eval()(x))
+
+
+def test_gem_and_group_bn_name_bad_arguments():
+    from smcr.models.reid import GeM
+
+    with pytest.raises(ValueError, match=r"x must be a \(B, C, H, W\) floating-point"):
+        GeM()(torch.randn(2, 3, 4))  # an IndexError inside torch before
+    with pytest.raises(ValueError, match="x must be"):
+        GeM()(torch.ones(2, 3, 4, 4, dtype=torch.int64))
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got NoneType"):
+        convert_group_bn(None, 0)  # an AttributeError before
+    with pytest.raises(TypeError, match="model must be"):
+        set_bn_group("net", 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Callable, Sequence
 
@@ -99,6 +100,12 @@ class ReidImageDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
+        try:  # ints, NumPy ints and 0-d integer tensors; not bools, floats or slices
+            if isinstance(index, bool):
+                raise TypeError
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(f"index must be an int, got {type(index).__name__} {index!r}") from None
         try:  # a negative index returns its dataset position, as memory banks address rows
             index = range(len(self.samples))[index]
         except IndexError:

@@ -230,8 +230,17 @@ class TrainTransform:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
 
+    def __post_init__(self) -> None:
+        # checked here so that the errors name the fields, not hflip's / random_erasing's `p`
+        _check_prob(self.flip_p, "flip_p")
+        _check_prob(self.erase_p, "erase_p")
+        check_size(self.size)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_image_dtype(x)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got "
+                            f"{type(generator).__name__}")
         scale = 255.0 if x.dtype == torch.uint8 else 1.0
         y = resize(x, self.size, self.interpolation) / scale
         y = y.clamp_(0.0, 1.0)

@@ -118,6 +118,8 @@ def convert_group_bn(model: nn.Module, group: int) -> nn.Module:
 def _check_group(group: object, model: nn.Module) -> int:
     """`group` as an int: 0, or >= 1 where every batch norm of `model` is 2-D (a group of one
     image still has H x W values per channel; a BatchNorm1d has one)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if isinstance(group, bool) or not isinstance(group, int) or group < 0:
         raise ValueError(f"group must be 0 (normalise the whole batch) or an int >= 2 (1 "
                          f"without a BatchNorm1d), got {group!r}")

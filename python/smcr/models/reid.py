@@ -101,6 +101,10 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+            raise ValueError(f"x must be a (B, C, H, W) floating-point feature map, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} of shape "
+                             f"{tuple(getattr(x, 'shape', ()))}")
         # float16 / bfloat16 maps are pooled in float32: in float16, eps ** p (1e-18)
         # underflows to 0, the mean of a channel can be 0 and the gradient of mean ** (1/p)
         # there, hence of p, is inf/NaN (CPU autocast leaves pow in float16; CUDA's runs it
